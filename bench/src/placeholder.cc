@@ -1,0 +1,3 @@
+namespace ferry::bench {
+// Filled in by its issue.
+}  // namespace ferry::bench

@@ -1,0 +1,3 @@
+namespace ferry::checkpoint {
+// Filled in by its issue.
+}  // namespace ferry::checkpoint

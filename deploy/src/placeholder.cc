@@ -1,0 +1,3 @@
+namespace ferry::lab {
+// Filled in by its issue.
+}  // namespace ferry::lab

@@ -1,0 +1,10 @@
+#include "cli.h"
+
+namespace ferry::cli {
+
+void addLabCommands(CLI::App& app, Cli& cli) {
+  (void)app;
+  (void)cli;
+}
+
+}  // namespace ferry::cli

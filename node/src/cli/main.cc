@@ -1,0 +1,38 @@
+#include <cstdio>
+#include <iostream>
+
+#include "cli.h"
+#include "ferry/base/log.h"
+
+namespace ferry::cli {
+
+int fail(const std::string& message, int code) {
+  std::cerr << "ferry: " << message << "\n";
+  return code;
+}
+
+}  // namespace ferry::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"ferry: keep a warm standby of a containerised service and live-migrate it"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "ferry 0.1.0");
+  std::string level = "info";
+  app.add_option("--log-level", level, "trace, debug, info, warn, error or off")->capture_default_str();
+
+  ferry::cli::Cli cli;
+  ferry::cli::addLabCommands(app, cli);
+  ferry::cli::addCheckCommands(app, cli);
+  ferry::cli::addBenchCommands(app, cli);
+  ferry::cli::addNodeCommands(app, cli);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : ferry::cli::kExitUsage;
+  }
+  ferry::log::setLevel(level);
+  if (!cli.action) return ferry::cli::fail("nothing to do: run 'ferry --help'", ferry::cli::kExitUsage);
+  return cli.action();
+}
