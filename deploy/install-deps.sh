@@ -7,17 +7,8 @@ if [[ $(id -u) -ne 0 ]]; then
   echo "install-deps: run as root (apt-get needs it)" >&2
   exit 2
 fi
-packages=(
-  # build
-  build-essential cmake ninja-build pkg-config git
-  cppzmq-dev libzmq3-dev capnproto libcapnp-dev libxxhash-dev liblz4-dev
-  libspdlog-dev libcli11-dev nlohmann-json3-dev libsqlite3-dev libsodium-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
-  clang clang-format clang-tidy
-  # the lab
-  debootstrap iproute2 nftables iptables util-linux procps psmisc iperf3 rsync zstd
-  curl ca-certificates
-)
+# One package a line in deploy/packages/*.txt; '#' starts a comment.
+mapfile -t packages < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$(dirname "$0")"/packages/*.txt | sort -u)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
