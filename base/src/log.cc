@@ -7,7 +7,7 @@
 namespace ferry::log {
 namespace {
 
-std::mutex g_mutex;                                  // guards creation of loggers
+std::mutex g_mutex;  // guards creation of loggers
 spdlog::level::level_enum g_level = spdlog::level::info;
 
 }  // namespace

@@ -2,11 +2,11 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <csignal>
 
 #include <array>
 #include <cerrno>
@@ -33,7 +33,11 @@ class Fd {
   }
   ~Fd() { reset(); }
   [[nodiscard]] int get() const { return fd_; }
-  int release() { int fd = fd_; fd_ = -1; return fd; }
+  int release() {
+    int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
   void reset(int fd = -1) {
     if (fd_ >= 0) ::close(fd_);
     fd_ = fd;
@@ -69,7 +73,7 @@ std::vector<std::string> buildEnv(const std::map<std::string, std::string>& extr
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
     std::string entry(*e);
     auto eq = entry.find('=');
-    if (eq != std::string::npos && extra.count(entry.substr(0, eq)) != 0) continue;
+    if (eq != std::string::npos && extra.contains(entry.substr(0, eq))) continue;
     env.push_back(std::move(entry));
   }
   for (const auto& [k, v] : extra) env.push_back(k + "=" + v);
@@ -83,7 +87,8 @@ std::string findInPath(const std::string& program) {
     return ::access(program.c_str(), X_OK) == 0 ? program : std::string();
   }
   const char* path = std::getenv("PATH");
-  std::stringstream ss(path != nullptr ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  std::stringstream ss(path != nullptr ? path
+                                       : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
   std::string dir;
   while (std::getline(ss, dir, ':')) {
     if (dir.empty()) continue;
@@ -107,7 +112,10 @@ std::string joinArgv(const std::vector<std::string>& argv) {
     } else {
       out += '\'';
       for (char c : a) {
-        if (c == '\'') out += "'\\''"; else out += c;
+        if (c == '\'')
+          out += "'\\''";
+        else
+          out += c;
       }
       out += '\'';
     }
@@ -115,13 +123,11 @@ std::string joinArgv(const std::vector<std::string>& argv) {
   return out;
 }
 
-Result<ProcessResult> runProcess(const std::vector<std::string>& argv,
-                                 const ProcessOptions& options) {
+Result<ProcessResult> runProcess(const std::vector<std::string>& argv, const ProcessOptions& options) {
   if (argv.empty()) return makeError("runProcess: empty command line");
   std::string exe = findInPath(argv[0]);
   if (exe.empty()) {
-    return makeError("'" + argv[0] + "' was not found in PATH",
-                     "install it or add its directory to PATH");
+    return makeError("'" + argv[0] + "' was not found in PATH", "install it or add its directory to PATH");
   }
 
   auto in = makePipe();
@@ -204,12 +210,14 @@ Result<ProcessResult> runProcess(const std::vector<std::string>& argv,
     }
     auto wait_until = term_sent ? kill_at : deadline;
     auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(wait_until - now).count();
-    int n = ::poll(pfds.data(), pfds.size(), static_cast<int>(std::max<long>(1, std::min<long>(wait_ms, 1000))));
+    int n =
+        ::poll(pfds.data(), pfds.size(), static_cast<int>(std::max<long>(1, std::min<long>(wait_ms, 1000))));
     if (n < 0 && errno != EINTR) break;
     for (const auto& p : pfds) {
       if (p.revents == 0) continue;
       if (p.fd == in->write.get()) {
-        ssize_t w = ::write(p.fd, options.stdin_data.data() + stdin_off, options.stdin_data.size() - stdin_off);
+        ssize_t w =
+            ::write(p.fd, options.stdin_data.data() + stdin_off, options.stdin_data.size() - stdin_off);
         if (w > 0) stdin_off += static_cast<std::size_t>(w);
         if (w < 0 && errno != EAGAIN && errno != EINTR) stdin_off = options.stdin_data.size();
         if (stdin_off >= options.stdin_data.size()) in->write.reset();
@@ -219,7 +227,10 @@ Result<ProcessResult> runProcess(const std::vector<std::string>& argv,
       if (r > 0) {
         (p.fd == out->read.get() ? result.out : result.err).append(buf.data(), static_cast<std::size_t>(r));
       } else if (r == 0 || (errno != EINTR && errno != EAGAIN)) {
-        if (p.fd == out->read.get()) out->read.reset(); else err->read.reset();
+        if (p.fd == out->read.get())
+          out->read.reset();
+        else
+          err->read.reset();
       }
     }
   }
@@ -241,8 +252,10 @@ Result<ProcessResult> runProcess(const std::vector<std::string>& argv,
       ::usleep(2000);
     }
   }
-  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
-  else if (WIFSIGNALED(status)) result.exit_code = 128 + WTERMSIG(status);
+  if (WIFEXITED(status))
+    result.exit_code = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status))
+    result.exit_code = 128 + WTERMSIG(status);
   result.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
   return result;
 }

@@ -24,12 +24,11 @@ TEST_P(ProcessExitTest, ReportsExitCodeAndOutput) {
   EXPECT_FALSE(r->timed_out);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Table, ProcessExitTest,
-    ::testing::Values(ExitCase{{"true"}, 0, ""}, ExitCase{{"false"}, 1, ""},
-                      ExitCase{{"echo", "hello"}, 0, "hello\n"},
-                      ExitCase{{"sh", "-c", "exit 7"}, 7, ""},
-                      ExitCase{{"sh", "-c", "kill -9 $$"}, 128 + 9, ""}));
+INSTANTIATE_TEST_SUITE_P(Table, ProcessExitTest,
+                         ::testing::Values(ExitCase{{"true"}, 0, ""}, ExitCase{{"false"}, 1, ""},
+                                           ExitCase{{"echo", "hello"}, 0, "hello\n"},
+                                           ExitCase{{"sh", "-c", "exit 7"}, 7, ""},
+                                           ExitCase{{"sh", "-c", "kill -9 $$"}, 128 + 9, ""}));
 
 TEST(Process, MissingProgramIsAnError) {
   auto r = runProcess({"ferry-no-such-program"});

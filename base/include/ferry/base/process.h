@@ -12,18 +12,18 @@ namespace ferry {
 
 struct ProcessOptions {
   std::chrono::milliseconds timeout{std::chrono::seconds(60)};
-  std::string stdin_data;                      // written to the child's stdin, then closed
-  std::map<std::string, std::string> env;      // added to (or overriding) the environment
-  std::string cwd;                             // empty: inherit
-  bool capture_stdout = true;                  // false: child inherits our stdout
-  bool capture_stderr = true;                  // false: child inherits our stderr
+  std::string stdin_data;                  // written to the child's stdin, then closed
+  std::map<std::string, std::string> env;  // added to (or overriding) the environment
+  std::string cwd;                         // empty: inherit
+  bool capture_stdout = true;              // false: child inherits our stdout
+  bool capture_stderr = true;              // false: child inherits our stderr
 };
 
 struct ProcessResult {
-  int exit_code = -1;        // exit status, or 128+signal if killed by a signal
-  bool timed_out = false;    // killed because the deadline passed
-  std::string out;           // captured stdout (if capture_stdout)
-  std::string err;           // captured stderr (if capture_stderr)
+  int exit_code = -1;      // exit status, or 128+signal if killed by a signal
+  bool timed_out = false;  // killed because the deadline passed
+  std::string out;         // captured stdout (if capture_stdout)
+  std::string err;         // captured stderr (if capture_stderr)
   std::chrono::milliseconds elapsed{0};
 
   [[nodiscard]] bool success() const { return exit_code == 0 && !timed_out; }
@@ -33,13 +33,11 @@ struct ProcessResult {
 // program cannot be started at all (not found, not executable); a non-zero exit
 // is reported in ProcessResult. On timeout the child's whole process group gets
 // SIGTERM, then SIGKILL after one second.
-Result<ProcessResult> runProcess(const std::vector<std::string>& argv,
-                                 const ProcessOptions& options = {});
+Result<ProcessResult> runProcess(const std::vector<std::string>& argv, const ProcessOptions& options = {});
 
 // Convenience: runs and turns a non-zero exit or timeout into an Error whose
 // text names the command and quotes the last line of its stderr.
-Result<ProcessResult> runChecked(const std::vector<std::string>& argv,
-                                 const ProcessOptions& options = {});
+Result<ProcessResult> runChecked(const std::vector<std::string>& argv, const ProcessOptions& options = {});
 
 // Finds a program in PATH; empty if absent.
 std::string findInPath(const std::string& program);
