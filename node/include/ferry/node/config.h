@@ -1,0 +1,36 @@
+// The node daemon's configuration: a small `key = value` file with documented
+// defaults (deploy/node/ferry-node.conf is the annotated example).
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+
+#include "ferry/base/error.h"
+
+namespace ferry::node {
+
+struct NodeConfig {
+  std::string name;                                    // this node's name (default: hostname)
+  std::string listen = "tcp://0.0.0.0:7700";           // CURVE-only peer endpoint we bind
+  std::string peer;                                    // peer endpoint we connect to, e.g. tcp://b:7700
+  std::filesystem::path key_dir = "/etc/ferry/keys";   // node.key (0600), node.pub, peers/*.pub
+  std::filesystem::path data_dir = "/srv/ferry/ref";   // the service's data directory to mirror
+  std::filesystem::path state_dir = "/var/lib/ferry";  // replica state, journal
+  std::filesystem::path control_socket = "/run/ferry/node.sock";  // local CLI, root only
+  std::string role = "standby";                                   // initial role: active | standby
+  std::chrono::milliseconds heartbeat{1000};                      // application heartbeat interval
+  std::chrono::milliseconds peer_timeout{4000};                   // peer declared dead after this silence
+  std::chrono::milliseconds scan_interval{30000};                 // background size/mtime safety walk
+  std::string log_level = "info";
+};
+
+// Parses the text of a config file. Unknown keys and malformed values are errors
+// naming the line, so a typo never silently falls back to a default.
+Result<NodeConfig> parseConfig(const std::string& text, const std::string& origin = "config");
+
+// Reads and parses a file; a missing file gives the defaults only when
+// `missing_ok` is true.
+Result<NodeConfig> loadConfig(const std::filesystem::path& path, bool missing_ok = false);
+
+}  // namespace ferry::node
