@@ -13,7 +13,7 @@ case ${1:-} in
     on_host lb mv "$conf.tmp" "$conf"
     on_host lb nginx -t -q -c "$conf" || die "nginx on lb rejects $conf"
     if on_host lb sh -c "test -s $run/nginx.pid && kill -0 \$(cat $run/nginx.pid) 2>/dev/null"; then
-      on_host lb nginx -c "$conf" -s reload || die "nginx reload on lb failed"
+      out=$(on_host lb nginx -c "$conf" -s reload 2>&1) || die "nginx reload on lb failed: $out"
       log "nginx on lb reloaded"
     else
       on_host lb nginx -c "$conf" || die "nginx failed to start on lb (see $run/error.log there)"

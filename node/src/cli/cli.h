@@ -23,6 +23,7 @@ void addLabCommands(CLI::App& app, Cli& cli);    // cmd_lab.cc      (deploy/)
 void addCheckCommands(CLI::App& app, Cli& cli);  // cmd_check.cc    (checkpoint/)
 void addBenchCommands(CLI::App& app, Cli& cli);  // cmd_bench.cc    (bench/)
 void addNodeCommands(CLI::App& app, Cli& cli);   // cmd_node.cc     (node/, protocol/, sync/)
+void addServiceCommands(CLI::App& app, Cli& cli);  // cmd_service.cc  (deploy/service/: adds `lab deploy`)
 
 // Prints "ferry: <message>" to stderr and returns `code`.
 int fail(const std::string& message, int code = kExitFailure);

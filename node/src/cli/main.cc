@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
 
   ferry::cli::Cli cli;
   ferry::cli::addLabCommands(app, cli);
+  ferry::cli::addServiceCommands(app, cli);  // after addLabCommands: adds `lab deploy`
   ferry::cli::addCheckCommands(app, cli);
   ferry::cli::addBenchCommands(app, cli);
   ferry::cli::addNodeCommands(app, cli);
