@@ -51,7 +51,7 @@ host_pid() {
 on_host() {
   local host=$1; shift
   local pid; pid=$(host_pid "$host")
-  env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+  env -i PATH="${FERRY_HOST_PATH:-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}" HOME=/root LANG=C.UTF-8 \
     PODMAN_IGNORE_CGROUPSV1_WARNING=1 nsenter -t "$pid" -m -n -u -r -w -- "$@"
 }
 

@@ -87,6 +87,7 @@ for c in web db; do
 done
 on_host "$from" rsync -a "$cp_dir/" "rsync://$to:8873/cp/" || die "copy of the checkpoints to $to failed"
 T[copy_cp]=$(now)
+cp_bytes=$(on_host "$from" sh -c "stat -c %s $cp_dir/web.tar $cp_dir/db.tar" | paste -sd' ')
 sync_data || die "post-dump rsync $from → $to failed"
 T[post_sync]=$(now)
 for c in db web; do
@@ -117,7 +118,6 @@ if ((browser)); then
   browser_json=$("$SERVICE_DIR/browser/run.sh" check --state "$work/browser.json" || true)
   [[ -n $browser_json ]] || browser_json=null
 fi
-size() { on_host "$1" stat -c %s "$2" 2>/dev/null || echo 0; }
 # Longest span without a successful answer, seen by the client.
 client_gap=$(awk 'BEGIN{last=0; gap=0; fails=0} $2=="ok"{ if (last>0 && $1-last>gap) gap=$1-last; last=$1 } $2=="fail"{fails++}
   END{printf "%.3f %d %d", gap, fails, NR}' "$work/watch.txt")
@@ -132,6 +132,7 @@ log "timeline ($from → $to):"
 log "  pre-dump rsync      $(since "${T[start]}" "${T[pre_sync]}") s"
 log "  checkpoint web      $(since "${T[down]}" "${T[checkpoint_web]}") s (CRIU frozen $(criu_frozen "$work/checkpoint-web.json") s)"
 log "  checkpoint db       $(since "${T[checkpoint_web]}" "${T[checkpoint_db]}") s (CRIU frozen $(criu_frozen "$work/checkpoint-db.json") s)"
+log "  archives (web db)   $cp_bytes bytes ($compress)"
 log "  copy checkpoints    $(since "${T[checkpoint_db]}" "${T[copy_cp]}") s"
 log "  post-dump rsync     $(since "${T[copy_cp]}" "${T[post_sync]}") s"
 log "  restore db          $(since "${T[post_sync]}" "${T[restore_db]}") s"
@@ -139,9 +140,9 @@ log "  restore web         $(since "${T[restore_db]}" "${T[restore_web]}") s"
 log "  DOWNTIME (server)   $(since "${T[down]}" "${T[up]}") s  (start of dump → end of restore, the study's figure)"
 log "  lb reload           $(since "${T[up]}" "${T[lb]}") s; answering via lb after $(since "${T[down]}" "${T[answering]}") s"
 log "  client-observed gap $gap s ($fails failed of $polls polls); curl session logged in: $curl_session"
-printf '{"from":"%s","to":"%s","downtime_s":%s,"client_gap_s":%s,"client_failed_polls":%s,"checkpoint_s":%s,"copy_s":%s,"restore_s":%s,"migration_s":%s,"curl_session_logged_in":%s,"browser_after":%s}\n' \
+printf '{"from":"%s","to":"%s","downtime_s":%s,"client_gap_s":%s,"client_failed_polls":%s,"checkpoint_s":%s,"copy_s":%s,"restore_s":%s,"migration_s":%s,"archive_bytes":{"web":%s,"db":%s},"curl_session_logged_in":%s,"browser_after":%s}\n' \
   "$from" "$to" "$(since "${T[down]}" "${T[up]}")" "$gap" "$fails" "$(since "${T[down]}" "${T[checkpoint_db]}")" \
   "$(since "${T[checkpoint_db]}" "${T[post_sync]}")" "$(since "${T[post_sync]}" "${T[up]}")" \
-  "$(since "${T[start]}" "${T[up]}")" "$curl_session" "$browser_json"
+  "$(since "${T[start]}" "${T[up]}")" ${cp_bytes% *} ${cp_bytes#* } "$curl_session" "$browser_json"
 rm -rf "$work"
 [[ $curl_session == true ]]
