@@ -46,7 +46,7 @@ TOLERANCE=0.15
 IPERF_PORT=5201
 # Measured on this machine with no added delay: the veth-bridge-veth path and the delay
 # line's wake-ups (arrival and release) add about this much per direction.
-OVERHEAD_US=${FERRY_LINKS_OVERHEAD_US:-90}
+OVERHEAD_US=${FERRY_LINKS_OVERHEAD_US:-160}
 DELAYLINE_RT_PRIORITY=${FERRY_LINKS_RT_PRIORITY:-20}
 
 if [[ -n ${FERRY_LINKS_DEV:-} ]]; then
@@ -55,7 +55,8 @@ if [[ -n ${FERRY_LINKS_DEV:-} ]]; then
   addressOf() { case "$1" in lb) echo 10.231.99.10 ;; a) echo 10.231.99.11 ;; b) echo 10.231.99.12 ;; client) echo 10.231.99.20 ;; *) return 1 ;; esac; }
   hostPidOf() { [[ -e /run/netns/ferrylinks-$1 ]] && echo "dev"; }
   hostNet() { local h=$1; shift; nsenter --net="/run/netns/ferrylinks-$h" -- "$@"; }
-  hostRun() { hostNet "$@"; }
+  # hostRunArgv HOST: sets HOSTRUN to the command prefix that runs a program in HOST
+  hostRunArgv() { HOSTRUN=(nsenter --net="/run/netns/ferrylinks-$1" --); }
 else
   WIRE_NS=${LAB_WIRE_NS:-ferry-wire}
   STATE=$LAB_RUN/links
@@ -69,13 +70,15 @@ else
   }
   # The machine's tc/iptables in the host's network namespace only.
   hostNet() { local h=$1 pid; shift; pid=$(hostPidOf "$h") || die "host $h is not running — run 'ferry lab up'"; nsenter -t "$pid" -n -- "$@"; }
-  # A program of the host's own userland (iperf3, ping), as `ferry lab exec` runs it.
-  hostRun() {
-    local h=$1 pid; shift
-    pid=$(hostPidOf "$h") || die "host $h is not running — run 'ferry lab up'"
-    env -i PATH="$HOST_PATH" HOME=/root LANG=C.UTF-8 nsenter -t "$pid" -m -n -u -r -w -- "$@"
+  # hostRunArgv HOST: sets HOSTRUN to the command prefix that runs a program of the
+  # host's own userland (iperf3, ping) the way `ferry lab exec` does.
+  hostRunArgv() {
+    local pid
+    pid=$(hostPidOf "$1") || die "host $1 is not running — run 'ferry lab up'"
+    HOSTRUN=(env -i PATH="$HOST_PATH" HOME=/root LANG=C.UTF-8 nsenter -t "$pid" -m -n -u -r -w --)
   }
 fi
+hostRun() { local HOSTRUN; hostRunArgv "$1"; shift; "${HOSTRUN[@]}" "$@"; }
 wireNet() { nsenter --net="/run/netns/$WIRE_NS" -- "$@"; }
 
 say() { echo "links: $*" >&2; }
@@ -147,9 +150,8 @@ cmdClear() {
   stopDelaylines
   for h in "${SHAPED[@]}"; do
     hostPidOf "$h" >/dev/null || continue
-    if hostNet "$h" tc qdisc show dev eth0 2>/dev/null | grep -q '^qdisc htb 1: root'; then
-      hostNet "$h" tc qdisc del dev eth0 root
-    fi
+    # (no `tc show | grep -q` test: with pipefail, grep -q closing early fails the pipe)
+    hostNet "$h" tc qdisc del dev eth0 root 2>/dev/null || true  # back to the veth default (noqueue)
   done
   rm -f "$STATE/applied" "$STATE/delayline.pid"
 }
@@ -174,13 +176,14 @@ cmdApply() {
 
   cmdClear
   mkdir -p "$STATE"
+  trap 'echo "links: apply $profile failed; removing what it set up" >&2; trap - ERR; cmdClear' ERR
 
   # Rate: htb class per peer on each shaped host's egress; everything else (client,
   # ARP) goes through htb's direct queue unshaped.
   local rate_bit burst
-  rate_bit=$(awk -v g="$goodput" 'BEGIN { printf "%d", g * 1514 / 1448 }')
+  rate_bit=$(awk -v g="$goodput" 'BEGIN { printf "%.0f", g * 1514 / 1448 }')
   # 2 ms of tokens (htb's timer is coarse next to Gbit/s), at least two full frames.
-  burst=$(awk -v r="$rate_bit" 'BEGIN { b = r / 8 * 0.002; if (b < 3028) b = 3028; printf "%d", b }')
+  burst=$(awk -v r="$rate_bit" 'BEGIN { b = r / 8 * 0.002; if (b < 3028) b = 3028; printf "%.0f", b }')
   for h in "${SHAPED[@]}"; do
     hostNet "$h" tc qdisc replace dev eth0 root handle 1: htb default 0
     for peer in "${SHAPED[@]}"; do
@@ -233,10 +236,11 @@ cmdApply() {
   printf 'profile=%s\ngoodput_bit_s=%s\nhtb_rate_bit_s=%s\nrtt_target_us=%s\nrtt_is_ceiling=%s\noneway_delay_us=%s\noverhead_us=%s\n' \
     "$profile" "$goodput" "$rate_bit" "$rtt_us" "$ceiling" "$oneway_us" "$OVERHEAD_US" >"$STATE/applied.tmp"
   mv -f "$STATE/applied.tmp" "$STATE/applied"
+  trap - ERR
   say "applied $profile: htb ${rate_bit} bit/s per direction on a/b/lb eth0, one-way delay ${oneway_us} us on the wire"
 }
 
-appliedValue() { sed -n "s/^$1=//p" "$STATE/applied" 2>/dev/null; }
+appliedValue() { sed -n "s/^$1=//p" "$STATE/applied" 2>/dev/null || true; }
 
 # ---- show -------------------------------------------------------------------------------
 cmdShow() {
@@ -275,18 +279,30 @@ pingStats() {
 
 # iperfRun CLIENT SERVER SECONDS [-R] -> goodput bit/s (receiver side)
 iperfRun() {
-  local client=$1 server=$2 secs=$3 reverse=${4:-} srv out i bps
-  hostRun "$server" timeout $((secs + 20)) iperf3 -s -1 -p "$IPERF_PORT" >/dev/null 2>&1 &
+  local client=$1 server=$2 secs=$3 reverse=${4:-} srv out i bps HOSTRUN
+  hostRunArgv "$server"
+  # A plain command in the background, so $! is the process itself (nsenter execs
+  # timeout, which passes our TERM on to iperf3), not a subshell.
+  "${HOSTRUN[@]}" timeout $((secs + 20)) iperf3 -s -1 -p "$IPERF_PORT" >/dev/null 2>&1 &
   srv=$!
   for ((i = 0; i < 20; i++)); do
-    out=$(hostRun "$client" timeout $((secs + 15)) iperf3 -c "$(addressOf "$server")" -p "$IPERF_PORT" -t "$secs" -O 1 $reverse -J 2>/dev/null) && break
-    # "the server is busy" / not listening yet: the server needs a moment to bind
+    # -O 1: the first second (slow start) is not counted
+    out=$(hostRun "$client" timeout $((secs + 15)) iperf3 -c "$(addressOf "$server")" -p "$IPERF_PORT" -t "$secs" -O 1 $reverse -J 2>&1) && break
+    # not listening yet: the server needs a moment to bind
     sleep 0.25
+  done
+  # The one-off server ends by itself after its test; the next test must not meet it.
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$srv" 2>/dev/null || break
+    sleep 0.1
   done
   kill "$srv" 2>/dev/null || true
   wait "$srv" 2>/dev/null || true
-  bps=$(echo "$out" | jq -r '.end.sum_received.bits_per_second // empty' 2>/dev/null)
-  [[ -n $bps ]] || return 1
+  bps=$(echo "$out" | jq -r '.end.sum_received.bits_per_second // empty' 2>/dev/null || true)
+  if [[ -z $bps ]]; then
+    echo "links: iperf3 $client -> $server ${reverse:+(reverse)}: $(echo "$out" | jq -r '.error // empty' 2>/dev/null || echo "$out" | tail -n 1)" >&2
+    return 1
+  fi
   printf '%.0f\n' "$bps"
 }
 
