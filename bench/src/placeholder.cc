@@ -1,3 +1,0 @@
-namespace ferry::bench {
-// Filled in by its issue.
-}  // namespace ferry::bench

@@ -1,0 +1,259 @@
+// The probe and the writer end to end against a fake service on 127.0.0.1.
+#include <cstdlib>
+#include <future>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "fake_http_server.h"
+#include "ferry/bench/probe.h"
+#include "ferry/bench/writer.h"
+
+namespace ferry::bench {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::FakeHttpServer;
+using Mode = FakeHttpServer::Mode;
+
+ProbeOptions probeOptions(const FakeHttpServer& server, std::chrono::microseconds duration) {
+  ProbeOptions o;
+  o.url = parseUrl(server.origin() + "/health.php").value();
+  o.interval = 10ms;
+  o.duration = duration;
+  o.timeouts.connect = 200ms;
+  o.timeouts.total = 1s;
+  return o;
+}
+
+double msOf(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
+
+TEST(ProbeE2E, HealthyServiceHasNoFailures) {
+  FakeHttpServer server;
+  std::atomic<bool> stop{false};
+  auto o = probeOptions(server, 500ms);
+  auto run = runProbe(o, stop);
+  ASSERT_TRUE(run.ok()) << run.error().message();
+  auto s = summarize(run->records, run->window_end_us);
+  EXPECT_EQ(s.failed, 0);
+  EXPECT_EQ(s.ok, s.sent);
+  EXPECT_GE(s.sent, 40);  // one per 10 ms, scheduled by the clock
+  EXPECT_LE(s.sent, 51);
+  EXPECT_TRUE(s.recovered);
+  EXPECT_LT(s.downtime.length_us(), 100'000);  // about one interval
+  auto j = probeReportJson(o, *run);
+  for (const char* key : {"sent", "ok", "failed", "failed_by_kind", "client_downtime_ms", "p50_ms", "p99_ms", "max_ms"}) {
+    EXPECT_TRUE(j.contains(key)) << key;
+  }
+  EXPECT_EQ(j["failed"], 0);
+}
+
+// The service is away for a known interval (measured where it happens); the probe's
+// downtime must match it within ±50 ms.
+struct OutageCase {
+  std::string name;
+  Mode mode;
+  std::chrono::milliseconds away;
+  std::string kind;  // expected failure kind ("" = requests are answered late, no failure)
+};
+
+class ProbeOutageTest : public ::testing::TestWithParam<OutageCase> {};
+
+TEST_P(ProbeOutageTest, DowntimeMatchesTheOutage) {
+  const auto& c = GetParam();
+  FakeHttpServer server;
+  std::atomic<bool> stop{false};
+  auto o = probeOptions(server, 1500ms);
+  std::chrono::steady_clock::time_point down;
+  std::chrono::steady_clock::time_point up;
+  std::thread outage([&] {
+    std::this_thread::sleep_for(400ms);
+    down = server.setMode(c.mode);
+    std::this_thread::sleep_for(c.away);
+    up = server.setMode(Mode::kAnswer);
+  });
+  auto run = runProbe(o, stop);
+  outage.join();
+  ASSERT_TRUE(run.ok()) << run.error().message();
+  auto s = summarize(run->records, run->window_end_us);
+  const double measured = msOf(up - down);
+  const double reported = static_cast<double>(s.downtime.length_us()) / 1e3;
+  EXPECT_NEAR(reported, measured, 50.0) << c.name << ": outage " << measured << " ms, probe says " << reported;
+  EXPECT_TRUE(s.recovered);
+  if (c.kind.empty()) {
+    EXPECT_EQ(s.failed, 0) << c.name;
+  } else {
+    EXPECT_GT(s.failed, 0) << c.name;
+    EXPECT_GT(s.failed_by_kind[c.kind], 0) << c.name << " expected kind " << c.kind;
+    EXPECT_EQ(s.failed_by_kind[c.kind], s.failed) << c.name << ": all failures should be " << c.kind;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, ProbeOutageTest,
+                         ::testing::Values(OutageCase{"refused", Mode::kRefuse, 500ms, "connect_refused"},
+                                           OutageCase{"answers_503", Mode::k503, 300ms, "http_5xx"},
+                                           OutageCase{"frozen_then_answers", Mode::kStall, 400ms, ""}),
+                         [](const auto& tp) { return tp.param.name; });
+
+// Each kind of misbehaviour is classified as what it is.
+struct KindCase {
+  std::string name;
+  Mode mode;
+  std::vector<std::string> kinds;  // acceptable kinds; at least one failure of the first
+};
+
+class ProbeKindTest : public ::testing::TestWithParam<KindCase> {};
+
+TEST_P(ProbeKindTest, Classifies) {
+  const auto& c = GetParam();
+  FakeHttpServer server;
+  server.setMode(c.mode);
+  std::atomic<bool> stop{false};
+  auto o = probeOptions(server, 300ms);
+  o.timeouts.connect = 50ms;
+  o.timeouts.total = 100ms;
+  auto run = runProbe(o, stop);
+  ASSERT_TRUE(run.ok()) << run.error().message();
+  auto s = summarize(run->records, run->window_end_us);
+  EXPECT_EQ(s.ok, 0) << c.name;
+  EXPECT_EQ(s.failed, s.sent) << c.name;
+  std::int64_t accepted = 0;
+  for (const auto& k : c.kinds) accepted += s.failed_by_kind[k];
+  EXPECT_EQ(accepted, s.failed) << c.name;
+  EXPECT_GT(s.failed_by_kind[c.kinds.front()], 0) << c.name;
+  EXPECT_FALSE(s.recovered);
+  EXPECT_EQ(s.downtime.length_us(), run->window_end_us - run->records.front().send_us);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, ProbeKindTest,
+    ::testing::Values(KindCase{"refused", Mode::kRefuse, {"connect_refused"}},
+                      KindCase{"closed", Mode::kClose, {"closed", "reset"}},
+                      KindCase{"stalled", Mode::kStall, {"timeout"}},
+                      KindCase{"http_503", Mode::k503, {"http_5xx"}},
+                      // The first handshake fills the backlog of 0 and then times out waiting
+                      // for an answer; later SYNs are dropped.
+                      KindCase{"not_accepting", Mode::kNoAccept, {"connect_timeout", "timeout"}}),
+    [](const auto& tp) { return tp.param.name; });
+
+TEST(ProbeE2E, StopFlagEndsTheRunAndStillReports) {
+  FakeHttpServer server;
+  std::atomic<bool> stop{false};
+  auto o = probeOptions(server, 60s);
+  auto stopper = std::async(std::launch::async, [&] {
+    std::this_thread::sleep_for(200ms);
+    stop.store(true);
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  auto run = runProbe(o, stop);
+  ASSERT_TRUE(run.ok());
+  EXPECT_TRUE(run->stopped_by_signal);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  EXPECT_GT(run->records.size(), 5U);
+  EXPECT_EQ(probeReportJson(o, *run)["stopped_by"], "signal");
+}
+
+TEST(ProbeE2E, SessionKeptAndLost) {
+  FakeHttpServer server;
+  std::atomic<bool> stop{false};
+  auto o = probeOptions(server, 300ms);
+  o.session = SessionOptions{"user1", "pass1", parseUrl(server.origin()).value(), 2};
+  auto kept = runProbe(o, stop);
+  ASSERT_TRUE(kept.ok()) << kept.error().message();
+  auto j = probeReportJson(o, *kept);
+  EXPECT_EQ(j["failed"], 0);
+  EXPECT_GT(j["session_checks"].get<int>(), 5);
+  EXPECT_EQ(j["session_lost"], 0);
+  EXPECT_EQ(j["session_kept"], true);
+
+  std::thread forget([&] {
+    std::this_thread::sleep_for(150ms);
+    server.setSessionValid(false);
+  });
+  auto lost = runProbe(o, stop);
+  forget.join();
+  ASSERT_TRUE(lost.ok()) << lost.error().message();
+  auto j2 = probeReportJson(o, *lost);
+  EXPECT_GT(j2["session_lost"].get<int>(), 0);
+  EXPECT_EQ(j2["session_kept"], false);
+  EXPECT_EQ(j2["failed"], 0);  // the service answered; only the session is gone
+}
+
+TEST(ProbeE2E, WrongPasswordIsAnError) {
+  FakeHttpServer server;
+  std::atomic<bool> stop{false};
+  auto o = probeOptions(server, 100ms);
+  o.session = SessionOptions{"user1", "wrong", parseUrl(server.origin()).value(), 1};
+  auto run = runProbe(o, stop);
+  ASSERT_FALSE(run.ok());
+  EXPECT_NE(run.error().message().find("401"), std::string::npos) << run.error().message();
+}
+
+WriterOptions writerOptions(const FakeHttpServer& server, const std::string& id) {
+  WriterOptions o;
+  o.url = parseUrl(server.origin()).value();
+  o.writer = id;
+  o.interval = 5ms;
+  o.duration = 300ms;
+  o.timeouts.connect = 100ms;
+  o.timeouts.total = 300ms;
+  return o;
+}
+
+TEST(WriterE2E, AllAcknowledgedThenADeletedRowIsMissing) {
+  FakeHttpServer server;
+  std::atomic<bool> stop{false};
+  auto o = writerOptions(server, "wt1");
+  auto run = runWriter(o, stop);
+  ASSERT_TRUE(run.ok()) << run.error().message();
+  ASSERT_GT(run->acknowledged.size(), 10U);
+  EXPECT_TRUE(run->unknown.empty());
+  auto rows = fetchRows(o.url, o.writer, o.timeouts);
+  ASSERT_TRUE(rows.ok()) << rows.error().message();
+  auto report = verifyWrites(run->acknowledged, run->unknown, *rows);
+  EXPECT_TRUE(report.pass());
+  EXPECT_EQ(report.rows, static_cast<std::int64_t>(run->acknowledged.size()));
+
+  ASSERT_TRUE(server.deleteRow("wt1", 5));
+  server.insertRow("wt1", 3);  // and a duplicate
+  auto rows2 = fetchRows(o.url, o.writer, o.timeouts);
+  ASSERT_TRUE(rows2.ok());
+  auto report2 = verifyWrites(run->acknowledged, run->unknown, *rows2);
+  EXPECT_FALSE(report2.pass());
+  EXPECT_EQ(report2.missing, std::vector<std::int64_t>{5});
+  EXPECT_EQ(report2.duplicated, std::vector<std::int64_t>{3});
+}
+
+TEST(WriterE2E, LostAnswersAreUnknownAndRefusedWritesAreRetried) {
+  FakeHttpServer server;
+  std::atomic<bool> stop{false};
+  auto o = writerOptions(server, "wt2");
+  o.duration = 600ms;
+  std::thread chaos([&] {
+    std::this_thread::sleep_for(100ms);
+    server.setMode(Mode::kCommitNoAnswer);  // committed, answer lost
+    std::this_thread::sleep_for(100ms);
+    server.setMode(Mode::kRefuse);  // never reached the service
+    std::this_thread::sleep_for(100ms);
+    server.setMode(Mode::kAnswer);
+  });
+  auto run = runWriter(o, stop);
+  chaos.join();
+  ASSERT_TRUE(run.ok()) << run.error().message();
+  EXPECT_GT(run->unknown.size(), 0U);
+  EXPECT_GT(run->retried, 0);
+  auto rows = fetchRows(o.url, o.writer, o.timeouts);
+  ASSERT_TRUE(rows.ok());
+  auto report = verifyWrites(run->acknowledged, run->unknown, *rows);
+  EXPECT_TRUE(report.pass()) << writerReportText(&*run, report);
+  EXPECT_TRUE(report.duplicated.empty());  // unknown writes are never retried
+  EXPECT_EQ(report.out_of_order, 0);
+  EXPECT_EQ(report.unknown_committed, static_cast<std::int64_t>(run->unknown.size()));
+  // Sequence numbers have no holes: acknowledged ∪ unknown = 1..N.
+  EXPECT_EQ(run->acknowledged.size() + run->unknown.size(), static_cast<std::size_t>(report.rows));
+}
+
+}  // namespace
+}  // namespace ferry::bench
