@@ -8,8 +8,8 @@ try {
     $db = ferry_db();
     $db->query('SELECT COUNT(*) FROM users LIMIT 1')->fetch_row();
     $db->close();
-    echo "ok\n";
+    echo "ok";
 } catch (Throwable $e) {
     http_response_code(503);
-    echo "database unavailable\n";
+    echo "database unavailable";
 }
