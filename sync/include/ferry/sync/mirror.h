@@ -1,0 +1,115 @@
+// Source side of mirroring: keeps, in memory, what the replica holds for every entry of
+// a data directory (metadata and one XXH3-64 per fixed 64 KiB block) and turns changes
+// into batches of block deltas.
+//
+// How changes are found (docs/ARCHITECTURE.md has the longer story):
+// - inotify (recursive watches) names the files that changed, not the blocks. For each
+//   named regular file the mirror re-reads and re-hashes the whole file but sends only
+//   the blocks whose hash differs from the replica's. Hashing is ~30 GB/s; reading is
+//   what costs (page cache ~7–10 GB/s; files written with O_DIRECT, like MariaDB's, are
+//   read from disk). Write tracking at block granularity (DRBD's bitmap) would need a
+//   kernel hook ferry does not have; this is the honest cheap alternative.
+// - A size/mtime/inode walk (every entry, no reads) is the safety net: on inotify queue
+//   overflow, when watches cannot be added, on request (a timer in the node), and by
+//   default inside finalDelta(): it costs one lstat per entry.
+// - Renames are found by inode: an entry that vanished and an entry that appeared with
+//   its inode become one Rename (directories move with their subtree).
+//
+// Why 64 KiB blocks: InnoDB writes 16 KiB pages, usually in clusters (flush of
+// neighbours, doublewrite), so 64 KiB costs at most 4x on an isolated page and nothing on
+// clustered writes; it keeps the in-memory index at 8 bytes per 64 KiB (128 KiB per GiB)
+// and the per-message overhead under 0.1 %, and gives LZ4 enough data to find matches.
+// The size is an option; both ends must use the same one.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ferry/base/error.h"
+#include "ferry/sync/messages.h"
+
+namespace ferry::sync {
+
+// Where the engine's messages go. The node daemon implements it over the peer link; the
+// tests with a LoopbackLink (testing.h). A failed send interrupts the round; the mirror
+// then needs resume() before the next round.
+class DeltaSink {
+ public:
+  virtual ~DeltaSink() = default;
+  virtual Status send(Message message) = 0;
+};
+
+struct MirrorOptions {
+  std::uint32_t block_size = kDefaultBlockSize;
+  std::uint64_t epoch = 1;                               // fencing token, from the node
+  std::uint64_t max_batch_bytes = 256ull * 1024 * 1024;  // file bytes scanned per batch
+  bool compress = true;                                  // LZ4 when it helps
+  double max_compress_ratio = 0.9;                       // keep raw unless LZ4 ≤ 0.9x
+  bool watch = true;                                     // inotify; false: walks only
+  bool walk_on_final = true;                             // size/mtime walk inside finalDelta()
+};
+
+struct DeltaStats {
+  std::uint64_t batches = 0;
+  std::uint64_t messages = 0;
+  std::uint64_t files_hashed = 0;
+  std::uint64_t bytes_read = 0;     // file bytes read to hash them
+  std::uint64_t blocks_sent = 0;    // data blocks (zero blocks count separately)
+  std::uint64_t zero_blocks = 0;    // blocks sent as "punch a hole"
+  std::uint64_t bytes_raw = 0;      // uncompressed size of the blocks sent
+  std::uint64_t bytes_sent = 0;     // approximate wire bytes (wireSize of every message)
+  std::uint64_t renames = 0;
+  std::uint64_t deletes = 0;
+  std::uint64_t entries_checked = 0;
+  bool walked = false;              // a size/mtime walk ran in this round
+  double seconds = 0;
+};
+
+class DirectoryMirror {
+ public:
+  // Watches and walks `root`. No data is read until the first round.
+  static Result<std::unique_ptr<DirectoryMirror>> open(const std::filesystem::path& root, MirrorOptions options = {});
+  ~DirectoryMirror();
+  DirectoryMirror(const DirectoryMirror&) = delete;
+  DirectoryMirror& operator=(const DirectoryMirror&) = delete;
+
+  // One round while the service runs: ships everything changed since the last round
+  // (the first round is the full copy). Sends nothing when nothing changed.
+  Result<DeltaStats> computeDelta(DeltaSink& sink);
+
+  // The freeze-time round, called after the writer stopped: drains notifications,
+  // stat-walks (unless disabled) and ships the rest; always ends with a `final` batch.
+  Result<DeltaStats> finalDelta(DeltaSink& sink);
+
+  // The next round compares size/mtime/inode of every entry (the safety net).
+  void requestWalk();
+
+  // The replica applied and made durable every batch up to `seq`.
+  void acknowledge(std::uint64_t epoch, std::uint64_t seq);
+
+  // Resume after a (re)connect: ask the replica for the hashes of the paths this returns
+  // (every entry if this mirror is new: it knows nothing about the replica), then pass
+  // the answer to resume(). Paths are the replica's intent list plus every path of the
+  // batches it has not acknowledged. Refuses a replica at a newer epoch (fenced).
+  [[nodiscard]] HashRequest resumeRequest(const ResumeState& replica) const;
+  Status resume(const ResumeState& replica, const std::vector<FileHashes>& answer);
+
+  // The descriptor to poll for change notifications (-1 without inotify).
+  [[nodiscard]] int notifyFd() const;
+  // Paths known to have changed and not yet shipped (a lag hint for `ferry status`).
+  [[nodiscard]] std::uint64_t pendingChanges();
+  [[nodiscard]] std::uint64_t lastSentSeq() const;
+  [[nodiscard]] std::uint64_t lastAckedSeq() const;
+  [[nodiscard]] std::uint64_t entries() const;
+  [[nodiscard]] bool needsResume() const;
+
+ private:
+  struct Impl;
+  explicit DirectoryMirror(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ferry::sync

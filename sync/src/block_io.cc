@@ -1,0 +1,260 @@
+#include "block_io.h"
+
+#include <fcntl.h>
+#include <lz4.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+namespace ferry::sync::detail {
+namespace {
+
+constexpr std::size_t kReadChunk = 1024 * 1024;  // one pread covers up to 1 MiB of data blocks
+
+const std::vector<std::uint8_t>& zeros(std::size_t n) {
+  static std::mutex mu;
+  static std::vector<std::uint8_t> buf;
+  std::lock_guard lock(mu);
+  if (buf.size() < n) buf.assign(n, 0);
+  return buf;
+}
+
+}  // namespace
+
+std::uint64_t hashBytes(const void* data, std::size_t length) {
+  return XXH3_64bits(data, length);
+}
+
+std::uint64_t zeroHash(std::uint32_t length) {
+  static std::mutex mu;
+  static std::unordered_map<std::uint32_t, std::uint64_t> cache;
+  {
+    std::lock_guard lock(mu);
+    auto it = cache.find(length);
+    if (it != cache.end()) return it->second;
+  }
+  std::uint64_t h = hashBytes(zeros(length).data(), length);
+  std::lock_guard lock(mu);
+  if (cache.size() < 64) cache[length] = h;
+  return h;
+}
+
+static bool allZero(const std::uint8_t* p, std::size_t n) {
+  // Cheap first look, then a memcmp against the shifted buffer.
+  if (n == 0) return true;
+  if (p[0] != 0 || p[n - 1] != 0) return false;
+  return std::memcmp(p, p + 1, n - 1) == 0;
+}
+
+Status hashBlocks(int fd, std::uint64_t size, std::uint32_t block_size, std::uint64_t first, std::uint64_t last,
+                  const std::function<Status(const BlockView&)>& fn, std::uint64_t* bytes_read,
+                  bool* changed_under_us) {
+  last = std::min(last, blockCount(size, block_size));
+  std::size_t chunk = std::max<std::size_t>(kReadChunk, block_size);
+  chunk -= chunk % block_size;
+  std::unique_ptr<std::uint8_t[]> buf(new std::uint8_t[chunk]);
+  // Current data extent [ds, de): blocks ending at or before ds lie in a hole.
+  std::uint64_t ds = 0, de = 0;
+  bool extent_known = false;
+  auto findExtent = [&](std::uint64_t from) {
+    off_t d = ::lseek(fd, static_cast<off_t>(from), SEEK_DATA);
+    if (d < 0) {
+      // ENXIO: no data after `from`; anything else (no SEEK_DATA support): assume data.
+      if (errno == ENXIO) {
+        ds = de = size;
+      } else {
+        ds = from;
+        de = size;
+      }
+    } else {
+      ds = static_cast<std::uint64_t>(d);
+      off_t h = ::lseek(fd, d, SEEK_HOLE);
+      de = h < 0 ? size : static_cast<std::uint64_t>(h);
+    }
+    extent_known = true;
+  };
+  std::uint64_t i = first;
+  while (i < last) {
+    std::uint64_t bo = i * block_size;
+    if (!extent_known || bo >= de) findExtent(bo);
+    std::uint32_t len = blockLength(size, block_size, i);
+    if (bo + len <= ds || ds >= size) {
+      BlockView v{i, len, zeroHash(len), nullptr, true};
+      FERRY_TRY(fn(v));
+      ++i;
+      continue;
+    }
+    // A run of blocks that touch data, up to the chunk size and the extent's end.
+    std::uint64_t run_end = i + 1;
+    std::uint64_t max_blocks = chunk / block_size;
+    while (run_end < last && run_end - i < max_blocks && run_end * block_size < de) ++run_end;
+    std::uint64_t run_bytes = std::min<std::uint64_t>(size, run_end * block_size) - bo;
+    std::size_t got = 0;
+    while (got < run_bytes) {
+      ssize_t r = ::pread(fd, buf.get() + got, run_bytes - got, static_cast<off_t>(bo + got));
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return makeError(std::string("cannot read a file to hash it: ") + std::strerror(errno));
+      }
+      if (r == 0) break;
+      got += static_cast<std::size_t>(r);
+    }
+    if (got < run_bytes) {
+      std::memset(buf.get() + got, 0, run_bytes - got);
+      if (changed_under_us) *changed_under_us = true;
+    }
+    if (bytes_read) *bytes_read += got;
+    for (std::uint64_t j = i; j < run_end; ++j) {
+      std::uint32_t l = blockLength(size, block_size, j);
+      const std::uint8_t* p = buf.get() + (j - i) * block_size;
+      std::uint64_t h = hashBytes(p, l);
+      bool z = h == zeroHash(l) && allZero(p, l);
+      BlockView v{j, l, h, p, z};
+      FERRY_TRY(fn(v));
+    }
+    i = run_end;
+  }
+  return okStatus();
+}
+
+void encodeBlock(const std::uint8_t* data, std::uint32_t length, bool compress, double max_ratio, Block& block) {
+  block.length = length;
+  if (compress && length >= 512) {
+    int bound = LZ4_compressBound(static_cast<int>(length));
+    block.bytes.resize(static_cast<std::size_t>(bound));
+    int n = LZ4_compress_default(reinterpret_cast<const char*>(data), reinterpret_cast<char*>(block.bytes.data()),
+                                 static_cast<int>(length), bound);
+    if (n > 0 && static_cast<double>(n) <= max_ratio * static_cast<double>(length)) {
+      block.bytes.resize(static_cast<std::size_t>(n));
+      block.compression = Compression::kLz4;
+      return;
+    }
+  }
+  block.compression = Compression::kNone;
+  block.bytes.assign(data, data + length);
+}
+
+Status decodeBlock(const Block& block, std::vector<std::uint8_t>& out) {
+  constexpr std::uint32_t kMaxBlock = 64u * 1024 * 1024;
+  if (block.length > kMaxBlock)
+    return makeError("block of " + block.path + " at " + std::to_string(block.offset) + " is too large (" +
+                     std::to_string(block.length) + " bytes)");
+  out.resize(block.length);
+  switch (block.compression) {
+    case Compression::kNone:
+      if (block.bytes.size() != block.length)
+        return makeError("block of " + block.path + " at " + std::to_string(block.offset) + " has " +
+                         std::to_string(block.bytes.size()) + " bytes, expected " + std::to_string(block.length));
+      std::memcpy(out.data(), block.bytes.data(), block.length);
+      break;
+    case Compression::kLz4: {
+      int n = LZ4_decompress_safe(reinterpret_cast<const char*>(block.bytes.data()),
+                                  reinterpret_cast<char*>(out.data()), static_cast<int>(block.bytes.size()),
+                                  static_cast<int>(block.length));
+      if (n < 0 || static_cast<std::uint32_t>(n) != block.length)
+        return makeError("block of " + block.path + " at " + std::to_string(block.offset) +
+                         " does not decompress to its length");
+      break;
+    }
+    case Compression::kZeros:
+      if (!block.bytes.empty())
+        return makeError("zero block of " + block.path + " at " + std::to_string(block.offset) + " carries bytes");
+      std::memset(out.data(), 0, block.length);
+      break;
+    default:
+      return makeError("block of " + block.path + " has an unknown compression " +
+                       std::to_string(static_cast<int>(block.compression)));
+  }
+  std::uint64_t h = block.compression == Compression::kZeros ? zeroHash(block.length)
+                                                              : hashBytes(out.data(), out.size());
+  if (h != block.xxh3)
+    return makeError("block of " + block.path + " at offset " + std::to_string(block.offset) +
+                         " fails its XXH3 check; refused",
+                     "the sender or the link corrupts data: resume the link");
+  return okStatus();
+}
+
+bool isSafeRelativePath(std::string_view path) {
+  if (path.empty() || path.size() > 4095 || path.front() == '/' || path.back() == '/') return false;
+  if (path.find('\0') != std::string_view::npos) return false;
+  std::size_t start = 0;
+  while (start <= path.size()) {
+    std::size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    std::string_view comp = path.substr(start, end - start);
+    if (comp.empty() || comp == "." || comp == ".." || comp.size() > 255) return false;
+    start = end + 1;
+  }
+  return true;
+}
+
+std::string joinPath(const std::string& dir, const std::string& name) {
+  return dir.empty() ? name : dir + "/" + name;
+}
+
+std::string parentOf(const std::string& path) {
+  auto pos = path.rfind('/');
+  return pos == std::string::npos ? std::string() : path.substr(0, pos);
+}
+
+bool isUnder(const std::string& path, const std::string& dir) {
+  if (dir.empty()) return true;
+  return path.size() >= dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+         (path.size() == dir.size() || path[dir.size()] == '/');
+}
+
+FileKind kindOf(mode_t mode) {
+  if (S_ISDIR(mode)) return FileKind::kDirectory;
+  if (S_ISLNK(mode)) return FileKind::kSymlink;
+  return FileKind::kRegular;
+}
+
+bool isSupported(mode_t mode) {
+  return S_ISREG(mode) || S_ISDIR(mode) || S_ISLNK(mode);
+}
+
+std::int64_t mtimeNs(const struct stat& st) {
+  return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
+}
+
+std::string escapePath(std::string_view path) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (char ch : path) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c <= 0x20 || c >= 0x7f || c == '%') {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    } else {
+      out += ch;
+    }
+  }
+  return out;
+}
+
+std::string unescapePath(std::string_view text) {
+  auto val = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() + 0 && val(text[i + 1]) >= 0 && val(text[i + 2]) >= 0) {
+      out += static_cast<char>(val(text[i + 1]) * 16 + val(text[i + 2]));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+}  // namespace ferry::sync::detail

@@ -1,0 +1,801 @@
+#include "ferry/sync/mirror.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <set>
+#include <unordered_map>
+
+#include "block_io.h"
+#include "ferry/base/log.h"
+
+namespace ferry::sync {
+
+using namespace detail;
+
+namespace {
+
+constexpr std::uint64_t kUnknownHash = 0;  // never matches a real block (or, once in 2^64, costs a resend)
+
+struct Local {
+  FileKind kind = FileKind::kRegular;
+  std::uint32_t mode = 0, uid = 0, gid = 0;
+  std::uint64_t size = 0;
+  std::int64_t mtime_ns = 0;
+  std::uint64_t ino = 0;
+  std::string target;
+};
+
+// What the replica holds for one path (as far as this mirror knows), plus the local
+// inode it was taken from (0: unknown, e.g. learnt from the replica's manifest).
+struct Entry {
+  FileKind kind = FileKind::kRegular;
+  std::uint32_t mode = 0, uid = 0, gid = 0;
+  std::uint64_t size = 0;
+  std::int64_t mtime_ns = 0;
+  std::string target;
+  std::vector<std::uint64_t> hashes;
+  std::uint64_t ino = 0;
+};
+
+std::optional<Local> fromStat(const struct stat& st) {
+  if (!isSupported(st.st_mode)) return std::nullopt;
+  Local l;
+  l.kind = kindOf(st.st_mode);
+  l.mode = static_cast<std::uint32_t>(st.st_mode & 07777);
+  l.uid = st.st_uid;
+  l.gid = st.st_gid;
+  l.size = l.kind == FileKind::kRegular ? static_cast<std::uint64_t>(st.st_size) : 0;
+  l.mtime_ns = mtimeNs(st);
+  l.ino = st.st_ino;
+  return l;
+}
+
+std::string readLinkAt(int dirfd, const char* name) {
+  std::string buf(4096, '\0');
+  ssize_t n = ::readlinkat(dirfd, name, buf.data(), buf.size());
+  if (n < 0) return {};
+  buf.resize(static_cast<std::size_t>(n));
+  return buf;
+}
+
+std::vector<std::uint64_t> zeroHashes(std::uint64_t size, std::uint32_t bs) {
+  std::vector<std::uint64_t> h(blockCount(size, bs));
+  for (std::uint64_t i = 0; i < h.size(); ++i) h[i] = zeroHash(blockLength(size, bs, i));
+  return h;
+}
+
+// Hashes the replica holds after ftruncate from `old_size` to `new_size`.
+std::vector<std::uint64_t> resized(const std::vector<std::uint64_t>& old, std::uint64_t old_size,
+                                   std::uint64_t new_size, std::uint32_t bs) {
+  std::vector<std::uint64_t> h(blockCount(new_size, bs));
+  for (std::uint64_t i = 0; i < h.size(); ++i) {
+    std::uint64_t bo = i * bs;
+    std::uint32_t len = blockLength(new_size, bs, i);
+    if (bo + len <= old_size && i < old.size() && blockLength(old_size, bs, i) == len)
+      h[i] = old[i];
+    else if (bo >= old_size)
+      h[i] = zeroHash(len);
+    else
+      h[i] = kUnknownHash;
+  }
+  return h;
+}
+
+// Recursive inotify watches. Maps watch descriptors to paths relative to the root.
+class Watcher {
+ public:
+  ~Watcher() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Status init() {
+    fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd_ < 0) return makeError(std::string("cannot start inotify: ") + std::strerror(errno));
+    return okStatus();
+  }
+  [[nodiscard]] int fd() const { return fd_; }
+  [[nodiscard]] bool degraded() const { return degraded_; }
+
+  void add(const std::string& root, const std::string& rel) {
+    if (fd_ < 0) return;
+    std::string abs = rel.empty() ? root : root + "/" + rel;
+    constexpr std::uint32_t kMask = IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |
+                                    IN_ATTRIB | IN_DELETE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK;
+    int wd = ::inotify_add_watch(fd_, abs.c_str(), kMask);
+    if (wd < 0) {
+      if (!degraded_)
+        log::get("sync")->warn("cannot watch {}: {} — falling back to size/mtime walks every round", abs,
+                               std::strerror(errno));
+      degraded_ = true;
+      return;
+    }
+    paths_[wd] = rel;
+  }
+
+  void renamed(const std::string& from, const std::string& to) {
+    for (auto& [wd, p] : paths_)
+      if (isUnder(p, from)) p = to + p.substr(from.size());
+  }
+
+  // Reads every queued event. Content events go to `modified` as well as `dirty`.
+  void drain(std::set<std::string>& dirty, std::set<std::string>& modified, std::set<std::string>& walk_dirs,
+             bool& overflow) {
+    if (fd_ < 0) return;
+    alignas(struct inotify_event) char buf[64 * 1024];
+    for (int guard = 0; guard < 100000; ++guard) {
+      ssize_t n = ::read(fd_, buf, sizeof buf);
+      if (n <= 0) break;
+      for (char* p = buf; p < buf + n;) {
+        auto* ev = reinterpret_cast<struct inotify_event*>(p);
+        p += sizeof(struct inotify_event) + ev->len;
+        if (ev->mask & IN_Q_OVERFLOW) {
+          overflow = true;
+          continue;
+        }
+        auto it = paths_.find(ev->wd);
+        if (it == paths_.end()) continue;
+        if (ev->mask & IN_IGNORED) {
+          paths_.erase(it);
+          continue;
+        }
+        std::string path = ev->len > 0 ? joinPath(it->second, ev->name) : it->second;
+        if (path.empty()) continue;  // the root itself
+        dirty.insert(path);
+        if (ev->mask & (IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE)) modified.insert(path);
+        if ((ev->mask & IN_ISDIR) && (ev->mask & (IN_CREATE | IN_MOVED_TO))) walk_dirs.insert(path);
+      }
+    }
+  }
+
+ private:
+  int fd_ = -1;
+  bool degraded_ = false;
+  std::unordered_map<int, std::string> paths_;
+};
+
+}  // namespace
+
+struct DirectoryMirror::Impl {
+  std::string root;
+  MirrorOptions opt;
+  Watcher watcher;
+  std::map<std::string, Entry> entries;
+  std::set<std::string> dirty, modified, walk_dirs;
+  bool full_walk = true;  // the first round walks everything
+  std::uint64_t next_seq = 1;
+  std::uint64_t acked_seq = 0;
+  std::map<std::uint64_t, std::vector<std::string>> unacked;  // seq -> paths of the batch
+  bool needs_resume = false;
+  bool knows_replica = false;  // false: assumes an empty replica unless resume() says otherwise
+
+  // ---- local view -------------------------------------------------------------------
+  std::optional<Local> statPath(const std::string& rel) {
+    struct stat st {};
+    std::string abs = root + "/" + rel;
+    if (::lstat(abs.c_str(), &st) != 0) return std::nullopt;
+    auto l = fromStat(st);
+    if (l && l->kind == FileKind::kSymlink) l->target = readLinkAt(AT_FDCWD, abs.c_str());
+    return l;
+  }
+
+  void walkTree(const std::string& rel, std::map<std::string, Local>& out, int depth = 0) {
+    if (depth > 512) return;
+    std::string abs = rel.empty() ? root : root + "/" + rel;
+    if (opt.watch) watcher.add(root, rel);
+    int dfd = ::open(abs.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0) return;
+    DIR* d = ::fdopendir(dfd);
+    if (!d) {
+      ::close(dfd);
+      return;
+    }
+    std::vector<std::string> subdirs;
+    while (struct dirent* de = ::readdir(d)) {
+      std::string name = de->d_name;
+      if (name == "." || name == "..") continue;
+      struct stat st {};
+      if (::fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      auto l = fromStat(st);
+      if (!l) continue;
+      std::string p = joinPath(rel, name);
+      if (l->kind == FileKind::kSymlink) l->target = readLinkAt(dfd, de->d_name);
+      if (l->kind == FileKind::kDirectory) subdirs.push_back(p);
+      out[p] = std::move(*l);
+    }
+    ::closedir(d);
+    for (auto& s : subdirs) walkTree(s, out, depth + 1);
+  }
+
+  // ---- model helpers ----------------------------------------------------------------
+  bool parentPresent(const std::string& p) {
+    std::string parent = parentOf(p);
+    if (parent.empty()) return true;
+    auto it = entries.find(parent);
+    return it != entries.end() && it->second.kind == FileKind::kDirectory;
+  }
+  void eraseSubtree(const std::string& p) {
+    entries.erase(p);
+    auto it = entries.lower_bound(p + "/");
+    while (it != entries.end() && isUnder(it->first, p)) it = entries.erase(it);
+  }
+  void moveSubtree(const std::string& from, const std::string& to) {
+    std::vector<std::pair<std::string, Entry>> moved;
+    auto self = entries.find(from);
+    if (self != entries.end()) {
+      moved.emplace_back(to, std::move(self->second));
+      entries.erase(self);
+    }
+    auto it = entries.lower_bound(from + "/");
+    while (it != entries.end() && isUnder(it->first, from)) {
+      moved.emplace_back(to + it->first.substr(from.size()), std::move(it->second));
+      it = entries.erase(it);
+    }
+    eraseSubtree(to);
+    for (auto& [p, e] : moved) entries[p] = std::move(e);
+    watcher.renamed(from, to);
+  }
+  static FileMeta metaOf(const std::string& p, const Local& l) {
+    FileMeta m;
+    m.path = p;
+    m.kind = l.kind;
+    m.mode = l.mode;
+    m.uid = l.uid;
+    m.gid = l.gid;
+    m.size = l.size;
+    m.mtime_ns = l.mtime_ns;
+    m.target = l.target;
+    return m;
+  }
+  static void setEntryMeta(Entry& e, const Local& l) {
+    e.kind = l.kind;
+    e.mode = l.mode;
+    e.uid = l.uid;
+    e.gid = l.gid;
+    e.size = l.size;
+    e.mtime_ns = l.mtime_ns;
+    e.target = l.target;
+    e.ino = l.ino;
+  }
+
+  // ---- one round ----------------------------------------------------------------------
+  struct Task {
+    std::string path;
+    Local local;
+  };
+  struct Chunk {
+    std::size_t task;
+    std::uint64_t first, last;
+    bool first_chunk;
+  };
+
+  Result<DeltaStats> round(DeltaSink& sink, bool final) {
+    auto t0 = std::chrono::steady_clock::now();
+    DeltaStats stats;
+    if (needs_resume)
+      return makeError("cannot compute a delta: the last round was interrupted",
+                       "resume the link (resumeRequest/resume) first");
+    bool overflow = false;
+    watcher.drain(dirty, modified, walk_dirs, overflow);
+    if (overflow) {
+      log::get("sync")->warn("inotify queue overflowed in {}: walking the whole tree (size/mtime)", root);
+      full_walk = true;
+    }
+    bool walk = full_walk || watcher.degraded() || !opt.watch || (final && opt.walk_on_final);
+    std::set<std::string> dirty_now, modified_now, walk_now;
+    dirty_now.swap(dirty);
+    modified_now.swap(modified);
+    walk_now.swap(walk_dirs);
+    full_walk = false;
+
+    // 1. Scope: the paths to look at, with their local state.
+    std::map<std::string, Local> local;
+    std::set<std::string> scope;
+    if (walk) {
+      stats.walked = true;
+      walkTree("", local);
+      for (auto& kv : local) scope.insert(kv.first);
+      for (auto& kv : entries) scope.insert(kv.first);
+      for (auto& p : dirty_now) scope.insert(p);
+    } else {
+      std::vector<std::string> work(dirty_now.begin(), dirty_now.end());
+      for (auto& d : walk_now) work.push_back(d);
+      while (!work.empty()) {
+        std::string p = std::move(work.back());
+        work.pop_back();
+        if (!scope.insert(p).second) continue;
+        if (!local.count(p)) {
+          if (auto l = statPath(p)) local[p] = std::move(*l);
+        }
+        auto li = local.find(p);
+        auto ei = entries.find(p);
+        bool same = li != local.end() && ei != entries.end() && li->second.kind == ei->second.kind &&
+                    (ei->second.ino == 0 || ei->second.ino == li->second.ino);
+        if (ei != entries.end() && ei->second.kind == FileKind::kDirectory && !same) {
+          for (auto it = entries.lower_bound(p + "/"); it != entries.end() && isUnder(it->first, p); ++it)
+            work.push_back(it->first);
+        }
+        if (li != local.end() && li->second.kind == FileKind::kDirectory && (!same || walk_now.count(p))) {
+          std::map<std::string, Local> sub;
+          walkTree(p, sub);
+          for (auto& kv : sub) {
+            work.push_back(kv.first);
+            local[kv.first] = std::move(kv.second);
+          }
+        }
+      }
+    }
+    stats.entries_checked = scope.size();
+
+    auto differs = [&](const std::string& p) {
+      auto li = local.find(p);
+      auto ei = entries.find(p);
+      if (li == local.end() || ei == entries.end()) return true;
+      return li->second.kind != ei->second.kind || (ei->second.ino != 0 && ei->second.ino != li->second.ino);
+    };
+
+    // 2. Renames: an entry that vanished whose inode appeared at another path.
+    std::unordered_map<std::uint64_t, std::string> gone_by_ino;
+    for (auto& p : scope) {
+      auto ei = entries.find(p);
+      if (ei != entries.end() && ei->second.ino != 0 && differs(p)) gone_by_ino[ei->second.ino] = p;
+    }
+    struct RenameOp {
+      std::string from, to;
+      bool done = false;
+    };
+    std::vector<RenameOp> renames;
+    for (auto& p : scope) {
+      auto li = local.find(p);
+      if (li == local.end() || !differs(p)) continue;
+      auto g = gone_by_ino.find(li->second.ino);
+      if (g == gone_by_ino.end() || g->second == p) continue;
+      const std::string& from = g->second;
+      if (entries[from].kind != li->second.kind) continue;
+      bool moves_along = false;  // a child of a renamed directory, moved with it
+      for (auto& r : renames)
+        if (isUnder(from, r.from) && p == r.to + from.substr(r.from.size())) moves_along = true;
+      if (!moves_along) renames.push_back({from, p});
+      gone_by_ino.erase(g);
+    }
+    std::stable_sort(renames.begin(), renames.end(), [](const RenameOp& a, const RenameOp& b) {
+      return std::count(a.from.begin(), a.from.end(), '/') > std::count(b.from.begin(), b.from.end(), '/');
+    });
+
+    // 3. Structural messages: new directories and renames in an order the replica can
+    //    follow, then kind changes, symlinks, directory metadata, deletions.
+    std::vector<Message> structural;
+    std::set<std::string> touched;
+    auto pendingSourceUnder = [&](const std::string& p) {
+      for (auto& r : renames)
+        if (!r.done && isUnder(r.from, p)) return true;
+      return false;
+    };
+    std::vector<std::string> new_dirs;
+    for (auto& p : scope) {
+      auto li = local.find(p);
+      if (li == local.end() || li->second.kind != FileKind::kDirectory) continue;
+      bool is_target = std::any_of(renames.begin(), renames.end(), [&](const RenameOp& r) { return r.to == p; });
+      auto ei = entries.find(p);
+      if (!is_target && (ei == entries.end() || ei->second.kind != FileKind::kDirectory)) new_dirs.push_back(p);
+    }
+    std::set<std::string> dirs_done;
+    auto emitDelete = [&](const std::string& p) {
+      structural.emplace_back(Delete{p});
+      touched.insert(p);
+      eraseSubtree(p);
+      ++stats.deletes;
+    };
+    auto createDir = [&](const std::string& p) {
+      auto ei = entries.find(p);
+      if (ei != entries.end() && ei->second.kind != FileKind::kDirectory) emitDelete(p);
+      const Local& l = local[p];
+      structural.emplace_back(metaOf(p, l));
+      touched.insert(p);
+      Entry e;
+      setEntryMeta(e, l);
+      entries[p] = std::move(e);
+      dirs_done.insert(p);
+    };
+    for (int pass = 0; pass < 10000; ++pass) {
+      bool progress = false;
+      for (auto& d : new_dirs) {
+        if (dirs_done.count(d) || !parentPresent(d) || pendingSourceUnder(d)) continue;
+        createDir(d);
+        progress = true;
+      }
+      for (auto& r : renames) {
+        if (r.done || !entries.count(r.from) || !parentPresent(r.to) || pendingSourceUnder(r.to)) continue;
+        bool blocked = false;
+        for (auto& o : renames)
+          if (!o.done && &o != &r && isUnder(o.from, r.to)) blocked = true;
+        if (blocked) continue;
+        structural.emplace_back(Rename{r.from, r.to});
+        touched.insert(r.from);
+        touched.insert(r.to);
+        moveSubtree(r.from, r.to);
+        r.done = true;
+        ++stats.renames;
+        progress = true;
+      }
+      if (!progress) break;
+    }
+    for (auto& r : renames)
+      if (!r.done) log::get("sync")->debug("rename {} -> {} not expressible in order; re-sending", r.from, r.to);
+    for (auto& d : new_dirs)  // parents first (sorted); only left over by a dropped rename
+      if (!dirs_done.count(d)) createDir(d);
+
+    std::vector<Task> tasks;
+    std::vector<std::string> deletes;
+    for (auto& p : scope) {
+      auto li = local.find(p);
+      auto ei = entries.find(p);
+      if (li == local.end()) {
+        if (ei != entries.end()) deletes.push_back(p);
+        continue;
+      }
+      const Local& l = li->second;
+      if (ei != entries.end() && ei->second.kind != l.kind) {
+        emitDelete(p);
+        ei = entries.end();
+      }
+      switch (l.kind) {
+        case FileKind::kDirectory:
+          if (ei != entries.end() && !dirs_done.count(p) &&
+              (ei->second.mode != l.mode || ei->second.uid != l.uid || ei->second.gid != l.gid)) {
+            structural.emplace_back(metaOf(p, l));
+            touched.insert(p);
+            setEntryMeta(ei->second, l);
+          } else if (ei != entries.end()) {
+            ei->second.ino = l.ino;
+          }
+          break;
+        case FileKind::kSymlink:
+          if (ei == entries.end() || ei->second.target != l.target || ei->second.uid != l.uid ||
+              ei->second.gid != l.gid || ei->second.mtime_ns != l.mtime_ns) {
+            structural.emplace_back(metaOf(p, l));
+            touched.insert(p);
+            Entry e;
+            setEntryMeta(e, l);
+            entries[p] = std::move(e);
+          } else {
+            ei->second.ino = l.ino;
+          }
+          break;
+        case FileKind::kRegular: {
+          bool content = ei == entries.end() || modified_now.count(p) || ei->second.size != l.size ||
+                         ei->second.mtime_ns != l.mtime_ns || (ei->second.ino != 0 && ei->second.ino != l.ino) ||
+                         ei->second.ino == 0;
+          if (content) {
+            tasks.push_back({p, l});
+          } else if (ei->second.mode != l.mode || ei->second.uid != l.uid || ei->second.gid != l.gid) {
+            structural.emplace_back(metaOf(p, l));
+            touched.insert(p);
+            setEntryMeta(ei->second, l);
+          }
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    std::string last_deleted;
+    for (auto& p : deletes) {
+      if (!last_deleted.empty() && isUnder(p, last_deleted)) continue;
+      if (!entries.count(p)) continue;
+      emitDelete(p);
+      last_deleted = p;
+    }
+
+    // 4. Content: split the files into batches of at most max_batch_bytes scanned.
+    std::vector<std::vector<Chunk>> batches(1);
+    std::uint64_t in_batch = 0;
+    std::uint64_t per_batch_blocks = std::max<std::uint64_t>(1, opt.max_batch_bytes / opt.block_size);
+    for (std::size_t t = 0; t < tasks.size(); ++t) {
+      std::uint64_t n = blockCount(tasks[t].local.size, opt.block_size);
+      std::uint64_t b = 0;
+      bool first = true;
+      do {
+        std::uint64_t room = per_batch_blocks - std::min(per_batch_blocks, in_batch);
+        if (room == 0) {
+          batches.emplace_back();
+          in_batch = 0;
+          room = per_batch_blocks;
+        }
+        std::uint64_t take = std::min(room, n - b);
+        batches.back().push_back({t, b, b + take, first});
+        in_batch += std::max<std::uint64_t>(take, 1);
+        b += take;
+        first = false;
+      } while (b < n);
+    }
+    bool anything = !structural.empty() || !tasks.empty();
+    if (!anything && !final) {
+      stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      return stats;
+    }
+
+    // 5. Send.
+    for (std::size_t k = 0; k < batches.size(); ++k) {
+      std::uint64_t seq = next_seq++;
+      BatchBegin begin{opt.epoch, seq, {}};
+      std::set<std::string> paths;
+      if (k == 0) paths = touched;
+      for (auto& c : batches[k]) paths.insert(tasks[c.task].path);
+      begin.paths.assign(paths.begin(), paths.end());
+      unacked[seq] = begin.paths;
+      std::uint64_t ops = 0;
+      FERRY_TRY(send(sink, std::move(begin), stats));
+      if (k == 0)
+        for (auto& m : structural) {
+          FERRY_TRY(send(sink, std::move(m), stats));
+          ++ops;
+        }
+      for (auto& c : batches[k]) FERRY_TRY(sendChunk(sink, tasks[c.task], c, stats, ops));
+      bool last = k + 1 == batches.size();
+      FERRY_TRY(send(sink, BatchEnd{opt.epoch, seq, ops, final && last}, stats));
+      ++stats.batches;
+    }
+    stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return stats;
+  }
+
+  Status send(DeltaSink& sink, Message m, DeltaStats& stats) {
+    stats.bytes_sent += wireSize(m);
+    ++stats.messages;
+    Status s = sink.send(std::move(m));
+    if (!s.ok()) {
+      needs_resume = true;
+      return s;
+    }
+    return okStatus();
+  }
+
+  Status sendChunk(DeltaSink& sink, Task& task, const Chunk& c, DeltaStats& stats, std::uint64_t& ops) {
+    const std::string& p = task.path;
+    std::string abs = root + "/" + p;
+    int fd = ::open(abs.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+      // Gone or replaced since the scan: the next round sees it.
+      dirty.insert(p);
+      modified.insert(p);
+      return okStatus();
+    }
+    struct FdCloser {
+      int fd;
+      ~FdCloser() { ::close(fd); }
+    } closer{fd};
+    Local& l = task.local;
+    if (c.first_chunk) {
+      struct stat st {};
+      if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        dirty.insert(p);
+        return okStatus();
+      }
+      auto fresh = fromStat(st);
+      // Keep the chunk plan's size; a size change shows up as a new event.
+      if (fresh && fresh->size == l.size) l = *fresh;
+      if (fresh && fresh->size != l.size) {
+        dirty.insert(p);
+        modified.insert(p);
+      }
+    }
+    auto ei = entries.find(p);
+    bool fresh_file = ei == entries.end() || ei->second.kind != FileKind::kRegular;
+    FERRY_TRY(send(sink, metaOf(p, l), stats));
+    ++ops;
+    if (fresh_file) {
+      FERRY_TRY(send(sink, Truncate{p, 0}, stats));
+      ++ops;
+      if (l.size > 0) {
+        FERRY_TRY(send(sink, Truncate{p, l.size}, stats));
+        ++ops;
+      }
+      Entry e;
+      setEntryMeta(e, l);
+      e.ino = 0;  // set once the last chunk is sent
+      e.mtime_ns = 0;
+      e.hashes = zeroHashes(l.size, opt.block_size);
+      ei = entries.insert_or_assign(p, std::move(e)).first;
+    } else if (ei->second.size != l.size) {
+      FERRY_TRY(send(sink, Truncate{p, l.size}, stats));
+      ++ops;
+      ei->second.hashes = resized(ei->second.hashes, ei->second.size, l.size, opt.block_size);
+      ei->second.size = l.size;
+    }
+    Entry& e = ei->second;
+    e.mode = l.mode;
+    e.uid = l.uid;
+    e.gid = l.gid;
+    if (e.hashes.size() != blockCount(l.size, opt.block_size)) e.hashes.resize(blockCount(l.size, opt.block_size));
+    bool changed_under_us = false;
+    ++stats.files_hashed;
+    Status s = hashBlocks(
+        fd, l.size, opt.block_size, c.first, c.last,
+        [&](const BlockView& v) -> Status {
+          if (e.hashes[v.index] == v.hash && v.hash != kUnknownHash) return okStatus();
+          Block b;
+          b.path = p;
+          b.offset = v.index * opt.block_size;
+          b.xxh3 = v.hash;
+          b.length = v.length;
+          if (v.zero) {
+            b.compression = Compression::kZeros;
+            ++stats.zero_blocks;
+          } else {
+            encodeBlock(v.data, v.length, opt.compress, opt.max_compress_ratio, b);
+            ++stats.blocks_sent;
+            stats.bytes_raw += v.length;
+          }
+          FERRY_TRY(send(sink, std::move(b), stats));
+          ++ops;
+          e.hashes[v.index] = v.hash;
+          return okStatus();
+        },
+        &stats.bytes_read, &changed_under_us);
+    if (!s.ok()) {
+      if (needs_resume) return s;
+      log::get("sync")->warn("{}: {} — will retry next round", abs, s.error().message());
+      dirty.insert(p);
+      modified.insert(p);
+      return okStatus();
+    }
+    if (changed_under_us) {
+      dirty.insert(p);
+      modified.insert(p);
+    }
+    bool last_chunk = c.last >= blockCount(l.size, opt.block_size);
+    if (last_chunk) {
+      e.mtime_ns = l.mtime_ns;
+      e.ino = l.ino;
+    }
+    return okStatus();
+  }
+};
+
+DirectoryMirror::DirectoryMirror(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+DirectoryMirror::~DirectoryMirror() = default;
+
+Result<std::unique_ptr<DirectoryMirror>> DirectoryMirror::open(const std::filesystem::path& root,
+                                                               MirrorOptions options) {
+  struct stat st {};
+  if (::stat(root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    return makeError("cannot mirror " + root.string() + ": not a directory", "check the data directory setting");
+  if (options.block_size < 4096 || options.block_size > 16u * 1024 * 1024 || (options.block_size & 4095) != 0)
+    return makeError("block size " + std::to_string(options.block_size) + " is not a multiple of 4 KiB in 4 KiB–16 MiB");
+  auto impl = std::make_unique<Impl>();
+  impl->root = std::filesystem::absolute(root).lexically_normal().string();
+  while (impl->root.size() > 1 && impl->root.back() == '/') impl->root.pop_back();
+  impl->opt = options;
+  if (options.watch) FERRY_TRY(impl->watcher.init());
+  return std::unique_ptr<DirectoryMirror>(new DirectoryMirror(std::move(impl)));
+}
+
+Result<DeltaStats> DirectoryMirror::computeDelta(DeltaSink& sink) {
+  return impl_->round(sink, false);
+}
+
+Result<DeltaStats> DirectoryMirror::finalDelta(DeltaSink& sink) {
+  return impl_->round(sink, true);
+}
+
+void DirectoryMirror::requestWalk() {
+  impl_->full_walk = true;
+}
+
+void DirectoryMirror::acknowledge(std::uint64_t epoch, std::uint64_t seq) {
+  if (epoch != impl_->opt.epoch) return;
+  impl_->acked_seq = std::max(impl_->acked_seq, seq);
+  impl_->unacked.erase(impl_->unacked.begin(), impl_->unacked.upper_bound(seq));
+}
+
+HashRequest DirectoryMirror::resumeRequest(const ResumeState& replica) const {
+  HashRequest req;
+  req.block_size = impl_->opt.block_size;
+  if (!impl_->knows_replica && impl_->next_seq == 1) {
+    req.all = true;
+    return req;
+  }
+  std::set<std::string> paths(replica.intent.begin(), replica.intent.end());
+  for (auto& [seq, ps] : impl_->unacked)
+    if (replica.epoch != impl_->opt.epoch || seq > replica.seq) paths.insert(ps.begin(), ps.end());
+  req.paths.assign(paths.begin(), paths.end());
+  return req;
+}
+
+Status DirectoryMirror::resume(const ResumeState& replica, const std::vector<FileHashes>& answer) {
+  auto& m = *impl_;
+  if (replica.epoch > m.opt.epoch)
+    return makeError("replica is at epoch " + std::to_string(replica.epoch) + ", this source at " +
+                         std::to_string(m.opt.epoch) + ": fenced",
+                     "a newer migration owns the replica; do not mirror into it from here");
+  HashRequest asked = resumeRequest(replica);
+  if (asked.all) {
+    m.entries.clear();
+    for (auto& f : answer) {
+      if (!f.exists || !isSafeRelativePath(f.path)) continue;
+      Entry e;
+      e.kind = f.meta.kind;
+      e.mode = f.meta.mode;
+      e.uid = f.meta.uid;
+      e.gid = f.meta.gid;
+      e.size = f.meta.size;
+      e.mtime_ns = f.meta.mtime_ns;
+      e.target = f.meta.target;
+      e.hashes = f.hashes;
+      e.ino = 0;  // every regular file is re-hashed locally and compared
+      m.entries[f.path] = std::move(e);
+    }
+    m.full_walk = true;
+  } else {
+    std::map<std::string, const FileHashes*> by_path;
+    for (auto& f : answer) by_path[f.path] = &f;
+    for (auto& p : asked.paths) {
+      auto it = by_path.find(p);
+      std::uint64_t old_ino = 0;
+      auto ei = m.entries.find(p);
+      if (ei != m.entries.end()) old_ino = ei->second.ino;
+      if (it == by_path.end() || !it->second->exists) {
+        m.eraseSubtree(p);
+      } else {
+        const FileHashes& f = *it->second;
+        Entry e;
+        e.kind = f.meta.kind;
+        e.mode = f.meta.mode;
+        e.uid = f.meta.uid;
+        e.gid = f.meta.gid;
+        e.size = f.meta.size;
+        e.mtime_ns = f.meta.mtime_ns;
+        e.target = f.meta.target;
+        e.hashes = f.hashes;
+        e.ino = (ei != m.entries.end() && ei->second.kind == e.kind) ? old_ino : 0;
+        if (e.kind != FileKind::kDirectory) m.eraseSubtree(p);
+        m.entries[p] = std::move(e);
+      }
+      m.dirty.insert(p);
+      m.modified.insert(p);
+      std::string parent = parentOf(p);
+      if (!parent.empty()) m.dirty.insert(parent);
+    }
+  }
+  if (replica.epoch == m.opt.epoch) m.next_seq = std::max(m.next_seq, replica.seq + 1);
+  m.acked_seq = replica.epoch == m.opt.epoch ? replica.seq : 0;
+  m.unacked.clear();
+  m.needs_resume = false;
+  m.knows_replica = true;
+  return okStatus();
+}
+
+int DirectoryMirror::notifyFd() const {
+  return impl_->watcher.fd();
+}
+
+std::uint64_t DirectoryMirror::pendingChanges() {
+  bool overflow = false;
+  impl_->watcher.drain(impl_->dirty, impl_->modified, impl_->walk_dirs, overflow);
+  if (overflow) impl_->full_walk = true;
+  return impl_->dirty.size() + impl_->walk_dirs.size() + (impl_->full_walk ? 1 : 0);
+}
+
+std::uint64_t DirectoryMirror::lastSentSeq() const {
+  return impl_->next_seq - 1;
+}
+std::uint64_t DirectoryMirror::lastAckedSeq() const {
+  return impl_->acked_seq;
+}
+std::uint64_t DirectoryMirror::entries() const {
+  return impl_->entries.size();
+}
+bool DirectoryMirror::needsResume() const {
+  return impl_->needs_resume;
+}
+
+}  // namespace ferry::sync

@@ -1,0 +1,67 @@
+#include "ferry/sync/testing.h"
+
+namespace ferry::sync {
+
+void CrashPoints::arm(std::string point, std::uint64_t nth) {
+  point_ = std::move(point);
+  nth_ = nth;
+  fired_ = false;
+  hits_.clear();
+}
+
+bool CrashPoints::shouldFail(std::string_view point) {
+  auto it = hits_.find(point);
+  if (it == hits_.end()) it = hits_.emplace(std::string(point), 0).first;
+  std::uint64_t n = ++it->second;
+  if (!fired_ && nth_ > 0 && point == point_ && n == nth_) {
+    fired_ = true;
+    return true;
+  }
+  return false;
+}
+
+std::uint64_t CrashPoints::hits(const std::string& point) const {
+  auto it = hits_.find(point);
+  return it == hits_.end() ? 0 : it->second;
+}
+
+LoopbackLink::LoopbackLink(DirectoryMirror& mirror, ReplicaWriter& replica, FaultInjector* faults)
+    : mirror_(mirror), replica_(&replica), faults_(faults) {}
+
+Status LoopbackLink::send(Message message) {
+  if (cut_) return makeError("loopback link is cut", "reconnect");
+  if (faults_ != nullptr && faults_->shouldFail("link.send")) {
+    cut_ = true;
+    return makeError("loopback link cut at an injected crash point");
+  }
+  ++counters_.messages;
+  counters_.wire_bytes += wireSize(message);
+  if (const auto* b = std::get_if<Block>(&message)) {
+    if (b->compression != Compression::kZeros) {
+      ++counters_.blocks;
+      counters_.block_bytes += b->length;
+    }
+  }
+  const auto* end = std::get_if<BatchEnd>(&message);
+  std::uint64_t epoch = end ? end->epoch : 0, seq = end ? end->seq : 0;
+  Status s = replica_->apply(message);
+  if (!s.ok()) {
+    cut_ = true;  // a real link would drop the session too
+    return s;
+  }
+  if (end) mirror_.acknowledge(epoch, seq);
+  return okStatus();
+}
+
+Status LoopbackLink::reconnect(ReplicaWriter& replica) {
+  replica_ = &replica;
+  cut_ = false;
+  ResumeState state = replica.resumeState();
+  HashRequest req = mirror_.resumeRequest(state);
+  auto hashes = replica.hashFiles(req);
+  if (!hashes.ok()) return hashes.error();
+  for (auto& f : *hashes) counters_.resume_bytes += 64 + f.path.size() + 8 * f.hashes.size();
+  return mirror_.resume(state, *hashes);
+}
+
+}  // namespace ferry::sync
