@@ -1,0 +1,76 @@
+# Continuous mirroring of a data directory as content-hashed block deltas.
+# Paths are relative to the data directory, normalised, without "..": a receiver
+# refuses any other path (ferry::protocol::validateWirePath).
+@0xfdf73377fd7b12b6;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("ferry::protocol::wire");
+
+enum FileKind {
+  unspecified @0;
+  file @1;
+  directory @2;
+  symlink @3;
+  delete @4;    # remove `path` (recursively for a directory)
+  rename @5;    # rename `path` to `renameTo`
+}
+
+# Creates or updates one entry's metadata, or deletes/renames it.
+struct FileMeta {
+  path @0 :Text;
+  pathId @1 :UInt64;      # sender-chosen id that later BlockData/Truncate may use (0: none)
+  kind @2 :FileKind;
+  mode @3 :UInt32;        # permission bits (07777)
+  uid @4 :UInt32;
+  gid @5 :UInt32;
+  size @6 :UInt64;        # the file's size after this batch
+  mtimeNs @7 :Int64;      # nanoseconds since the Unix epoch
+  linkTarget @8 :Text;    # symlink content (data, never followed by the receiver)
+  renameTo @9 :Text;      # for kind = rename: the new path (validated like `path`)
+}
+
+enum Compression {
+  unspecified @0;
+  none @1;
+  lz4 @2;
+  zeros @3;    # `length` zero bytes: the receiver punches a hole (sparse stays sparse)
+}
+
+# One block of a file. The hash covers the uncompressed bytes; the receiver checks
+# it before writing.
+struct BlockData {
+  file :union {
+    path @0 :Text;
+    pathId @1 :UInt64;
+  }
+  offset @2 :UInt64;
+  length @3 :UInt32;        # uncompressed length
+  xxh3 @4 :UInt64;          # XXH3-64 of the uncompressed bytes
+  compression @5 :Compression;
+  data @6 :Data;
+}
+
+struct Truncate {
+  file :union {
+    path @0 :Text;
+    pathId @1 :UInt64;
+  }
+  size @2 :UInt64;
+}
+
+# Everything between BatchBegin and BatchEnd with the same (epoch, seq) is applied
+# atomically by the replica: a torn batch is never believed consistent.
+struct BatchBegin {
+  epoch @0 :UInt64;
+  seq @1 :UInt64;
+  entries @2 :UInt32;       # FileMeta + BlockData + Truncate messages that follow
+  bytes @3 :UInt64;         # payload bytes that follow
+}
+
+struct BatchEnd {
+  epoch @0 :UInt64;
+  seq @1 :UInt64;
+  entries @2 :UInt32;
+  bytes @3 :UInt64;
+  sourceLagMs @4 :UInt64;   # age of the oldest change in this batch on the sender
+}

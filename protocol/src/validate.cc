@@ -1,0 +1,190 @@
+// Semantic validation of a received envelope: everything the receiver must refuse
+// before any handler acts on it.
+#include <string>
+
+#include "ferry/protocol/framing.h"
+#include "ferry/protocol/paths.h"
+
+namespace ferry::protocol {
+
+namespace {
+
+using W = wire::Message::Body::Which;
+
+Status checkText(capnp::Text::Reader text, const char* field, size_t maxBytes, bool required) {
+  std::string_view view(text.cStr(), text.size());
+  if (required && view.empty()) return makeError(std::string(field) + " is empty");
+  if (view.size() > maxBytes) return makeError(std::string(field) + " is longer than " + std::to_string(maxBytes) + " bytes");
+  if (view.find('\0') != std::string_view::npos) return makeError(std::string(field) + " contains a NUL byte");
+  return okStatus();
+}
+
+Status checkPath(capnp::Text::Reader text, const char* field) {
+  Status s = validateWirePath(std::string_view(text.cStr(), text.size()));
+  if (!s.ok()) return makeError(std::string(field) + ": " + s.error().what, s.error().hint);
+  return okStatus();
+}
+
+Status checkCompression(wire::Compression compression, uint32_t length, size_t dataBytes, const char* field) {
+  switch (compression) {
+    case wire::Compression::NONE:
+      if (dataBytes != length) {
+        return makeError(std::string(field) + ": " + std::to_string(dataBytes) + " data bytes for length " +
+                         std::to_string(length));
+      }
+      return okStatus();
+    case wire::Compression::LZ4:
+      if (length == 0 || dataBytes == 0) return makeError(std::string(field) + ": empty lz4 block");
+      // LZ4 expands at most 255:1; anything claiming more is a decompression bomb.
+      if (uint64_t{length} > uint64_t{dataBytes} * 255 + 16) {
+        return makeError(std::string(field) + ": lz4 length " + std::to_string(length) + " impossible for " +
+                         std::to_string(dataBytes) + " bytes");
+      }
+      return okStatus();
+    case wire::Compression::ZEROS:
+      if (dataBytes != 0) return makeError(std::string(field) + ": a zeros block carries data");
+      return okStatus();
+    case wire::Compression::UNSPECIFIED:
+    default: break;
+  }
+  return makeError(std::string(field) + ": unknown compression " + std::to_string(static_cast<unsigned>(compression)));
+}
+
+template <typename FileUnion>
+Status checkFileRef(FileUnion file, const char* field) {
+  if (file.isPath()) return checkPath(file.getPath(), field);
+  if (file.isPathId()) {
+    if (file.getPathId() == 0) return makeError(std::string(field) + ": pathId 0");
+    return okStatus();
+  }
+  return makeError(std::string(field) + ": unknown file reference");
+}
+
+Status checkContainers(capnp::List<wire::ContainerRef>::Reader list, const char* field) {
+  if (list.size() > 64) return makeError(std::string(field) + ": more than 64 containers");
+  for (auto c : list) {
+    FERRY_TRY(checkText(c.getName(), "container name", 255, true));
+    FERRY_TRY(checkText(c.getId(), "container id", 128, false));
+    FERRY_TRY(checkText(c.getImageId(), "image id", 128, false));
+  }
+  return okStatus();
+}
+
+Status checkMigrationId(capnp::Text::Reader id, uint64_t epoch) {
+  FERRY_TRY(checkText(id, "migrationId", 128, true));
+  if (epoch == 0) return makeError("migration epoch 0 (the fencing token must be positive)");
+  return okStatus();
+}
+
+Status validateBody(wire::Message::Reader message) {
+  auto body = message.getBody();
+  switch (body.which()) {
+    case W::HELLO: {
+      auto h = body.getHello();
+      FERRY_TRY(checkText(h.getNodeId(), "hello.nodeId", 255, false));
+      if (h.getProtocolVersion() == 0) return makeError("hello.protocolVersion is 0");
+      return okStatus();
+    }
+    case W::HEARTBEAT:
+    case W::CREDIT:
+    case W::ACK:
+    case W::BATCH_BEGIN:
+    case W::BATCH_END: return okStatus();
+    case W::STATUS: return checkText(body.getStatus().getText(), "status.text", 4096, false);
+    case W::ERROR: {
+      auto e = body.getError();
+      FERRY_TRY(checkText(e.getWhat(), "error.what", 4096, false));
+      return checkText(e.getHint(), "error.hint", 4096, false);
+    }
+    case W::FILE_META: {
+      auto f = body.getFileMeta();
+      FERRY_TRY(checkPath(f.getPath(), "fileMeta.path"));
+      if (f.getMode() > 07777) return makeError("fileMeta.mode has bits beyond 07777");
+      switch (f.getKind()) {
+        case wire::FileKind::FILE:
+        case wire::FileKind::DIRECTORY:
+        case wire::FileKind::DELETE: return okStatus();
+        case wire::FileKind::SYMLINK: return checkText(f.getLinkTarget(), "fileMeta.linkTarget", kMaxWirePathBytes, true);
+        case wire::FileKind::RENAME: return checkPath(f.getRenameTo(), "fileMeta.renameTo");
+        case wire::FileKind::UNSPECIFIED:
+        default: break;
+      }
+      return makeError("fileMeta.kind unknown (" + std::to_string(static_cast<unsigned>(f.getKind())) + ")");
+    }
+    case W::BLOCK_DATA: {
+      auto b = body.getBlockData();
+      FERRY_TRY(checkFileRef(b.getFile(), "blockData.file"));
+      return checkCompression(b.getCompression(), b.getLength(), b.getData().size(), "blockData");
+    }
+    case W::TRUNCATE: return checkFileRef(body.getTruncate().getFile(), "truncate.file");
+    case W::PREPARE: {
+      auto p = body.getPrepare();
+      FERRY_TRY(checkMigrationId(p.getMigrationId(), p.getEpoch()));
+      switch (p.getMode()) {
+        case wire::MigrationMode::STOP_AND_COPY:
+        case wire::MigrationMode::PRE_COPY:
+        case wire::MigrationMode::POST_COPY:
+        case wire::MigrationMode::AUTO: break;
+        case wire::MigrationMode::UNSPECIFIED:
+        default: return makeError("prepare.mode unknown (" + std::to_string(static_cast<unsigned>(p.getMode())) + ")");
+      }
+      FERRY_TRY(checkText(p.getSourceNodeId(), "prepare.sourceNodeId", 255, false));
+      return checkContainers(p.getContainers(), "prepare.containers");
+    }
+    case W::CHECKPOINT_CHUNK: {
+      auto c = body.getCheckpointChunk();
+      FERRY_TRY(checkMigrationId(c.getMigrationId(), c.getEpoch()));
+      FERRY_TRY(checkText(c.getContainer(), "checkpointChunk.container", 255, true));
+      FERRY_TRY(checkPath(c.getFileName(), "checkpointChunk.fileName"));
+      if (c.getCompression() == wire::Compression::NONE || c.getCompression() == wire::Compression::LZ4) return okStatus();
+      return makeError("checkpointChunk.compression unknown (" +
+                       std::to_string(static_cast<unsigned>(c.getCompression())) + ")");
+    }
+    case W::COMMIT: {
+      auto c = body.getCommit();
+      FERRY_TRY(checkMigrationId(c.getMigrationId(), c.getEpoch()));
+      return checkContainers(c.getContainers(), "commit.containers");
+    }
+    case W::COMMITTED: {
+      auto c = body.getCommitted();
+      FERRY_TRY(checkMigrationId(c.getMigrationId(), c.getEpoch()));
+      return checkContainers(c.getContainers(), "committed.containers");
+    }
+    case W::ABORT: {
+      auto a = body.getAbort();
+      FERRY_TRY(checkMigrationId(a.getMigrationId(), a.getEpoch()));
+      FERRY_TRY(checkText(a.getPhase(), "abort.phase", 255, false));
+      return checkText(a.getReason(), "abort.reason", 4096, false);
+    }
+    case W::ROLLED_BACK: {
+      auto r = body.getRolledBack();
+      FERRY_TRY(checkMigrationId(r.getMigrationId(), r.getEpoch()));
+      FERRY_TRY(checkText(r.getReason(), "rolledBack.reason", 4096, false));
+      return checkContainers(r.getContainers(), "rolledBack.containers");
+    }
+    case W::UNSPECIFIED:
+    default: break;
+  }
+  return makeError("message body " + bodyName(body.which()) + " is not one this node knows",
+                   "the peer may run a newer ferry; upgrade this node");
+}
+
+}  // namespace
+
+Status validateMessage(wire::Message::Reader message) {
+  return readGuarded("validating a received message", [&]() -> Status {
+    Status s = validateBody(message);
+    if (!s.ok()) return makeError("message refused: " + s.error().what, s.error().hint);
+    return okStatus();
+  });
+}
+
+}  // namespace ferry::protocol
+
+namespace ferry::protocol {
+
+Status validateFrame(const DecodedFrame& frame) {
+  return readGuarded("validating a received message", [&]() -> Status { return validateMessage(frame.message()); });
+}
+
+}  // namespace ferry::protocol
