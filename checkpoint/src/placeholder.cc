@@ -1,3 +1,0 @@
-namespace ferry::checkpoint {
-// Filled in by its issue.
-}  // namespace ferry::checkpoint
