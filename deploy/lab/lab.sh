@@ -254,32 +254,22 @@ cmdUp() {
 }
 
 # ---- down -----------------------------------------------------------------------------
-labPids() {  # every process that belongs to the lab: holders, anything in a host's
-             # namespaces, anything in Podman's cgroups
-  local p ino inos="" f
-  for f in "$LAB_RUN"/hosts/*/mntns "$LAB_RUN"/hosts/*/netns; do
-    [[ -f $f ]] && inos+=" $(<"$f")"
+labPids() {  # every process that belongs to the lab: holders, anything in a live host's
+             # or the bridge's namespaces, anything whose mounts come from a host's
+             # writable layer (also after its holder died), anything in Podman's cgroups.
+             # A few processes in total, whatever the number of processes on the machine.
+  local inos="" p
+  [[ -e /run/netns/$LAB_WIRE_NS ]] && inos+=" $(stat -L -c %i "/run/netns/$LAB_WIRE_NS" 2>/dev/null)"
+  for p in $(pgrep -f '^ferry-lab-holder:' || true); do
+    echo "$p"
+    inos+=" $(stat -L -c %i "/proc/$p/ns/mnt" "/proc/$p/ns/net" 2>/dev/null | tr '\n' ' ')"
   done
-  for p in /proc/[0-9]*; do
-    p=${p#/proc/}
-    [[ $p == "$$" || $p == "$BASHPID" ]] && continue
-    if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q '^ferry-lab-holder:'; then
-      echo "$p"
-      inos+=" $(stat -L -c %i "/proc/$p/ns/mnt" 2>/dev/null) $(stat -L -c %i "/proc/$p/ns/net" 2>/dev/null)"
-    fi
-  done
-  for p in /proc/[0-9]*; do
-    p=${p#/proc/}
-    ino=$(stat -L -c %i "/proc/$p/ns/mnt" 2>/dev/null) || continue
-    if [[ " $inos " == *" $ino "* ]]; then echo "$p"; continue; fi
-    ino=$(stat -L -c %i "/proc/$p/ns/net" 2>/dev/null) || continue
-    if [[ " $inos " == *" $ino "* ]]; then echo "$p"; continue; fi
-    # a process whose mounts come from a lab host's writable layer
-    if [[ $(stat -L -c %i "/proc/$p/ns/mnt" 2>/dev/null) != "$(stat -L -c %i /proc/self/ns/mnt)" ]] &&
-       grep -q "upperdir=$LAB_VAR/" "/proc/$p/mountinfo" 2>/dev/null; then
-      echo "$p"
-    fi
-  done
+  if [[ -n ${inos// /} ]]; then
+    find /proc/[0-9]*/ns/mnt /proc/[0-9]*/ns/net -maxdepth 0 -printf '%h %l\n' 2>/dev/null |
+      awk -v inos="$inos" 'BEGIN { n = split(inos, a, " "); for (i = 1; i <= n; i++) want["[" a[i] "]"] = 1 }
+        { if (match($2, /\[[0-9]+\]/) && (substr($2, RSTART, RLENGTH) in want)) { split($1, pp, "/"); print pp[3] } }'
+  fi
+  grep -l -F "upperdir=$LAB_VAR/" /proc/[0-9]*/mountinfo 2>/dev/null | cut -d/ -f3 || true
   cat /sys/fs/cgroup/*/libpod_parent/cgroup.procs /sys/fs/cgroup/*/libpod_parent/**/cgroup.procs 2>/dev/null || true
 }
 
@@ -303,7 +293,7 @@ cmdDown() {
   fi
   shopt -s globstar nullglob
   for ((i = 0; i < 50; i++)); do
-    pids=$(labPids | sort -u)
+    pids=$(labPids | sort -u | grep -vx -e "$$" -e "$BASHPID" || true)
     [[ -z $pids ]] && break
     # shellcheck disable=SC2086
     kill -KILL $pids 2>/dev/null || true
