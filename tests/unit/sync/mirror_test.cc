@@ -92,6 +92,26 @@ const Scenario kScenarios[] = {
        writeFile(s / "small.txt" / "inner", "x");
      },
      kBlock},
+    {"SwappedFiles", baseTree,
+     [](const fs::path& s) {
+       fs::rename(s / "db" / "ibdata1", s / "tmp");
+       fs::rename(s / "small.txt", s / "db" / "ibdata1");
+       fs::rename(s / "tmp", s / "small.txt");
+     },
+     ~0ull},
+    {"RenameIntoNewDirectory", baseTree,
+     [](const fs::path& s) {
+       fs::create_directories(s / "n1" / "n2");
+       fs::rename(s / "db" / "ibdata1", s / "n1" / "n2" / "ibdata1");
+       fs::rename(s / "db" / "sub", s / "n1" / "sub");
+     },
+     0},
+    {"NameReusedByADirectory", baseTree,
+     [](const fs::path& s) {
+       fs::rename(s / "small.txt", s / "renamed.txt");
+       fs::create_directories(s / "small.txt");
+     },
+     0},
     {"BlockBecomesZero", baseTree,
      [](const fs::path& s) { writeAt(s / "db" / "ibdata1", 2 * kBlock, std::string(kBlock, '\0')); }, 0},
 };

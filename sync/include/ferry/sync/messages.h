@@ -17,8 +17,8 @@
 
 namespace ferry::sync {
 
-// Default fixed block size: 64 KiB (see docs in mirror.h for the choice).
-inline constexpr std::uint32_t kDefaultBlockSize = 64 * 1024;
+// Default fixed block size: 16 KiB, InnoDB's page size (mirror.h explains the choice).
+inline constexpr std::uint32_t kDefaultBlockSize = 16 * 1024;
 
 enum class FileKind : std::uint8_t { kRegular = 0, kDirectory = 1, kSymlink = 2 };
 
