@@ -136,6 +136,7 @@ Result<ProbeRun> runProbe(const ProbeOptions& options, const std::atomic<bool>& 
     auto now = Clock::now();
     if (now >= end) break;
     if (now >= next_due) {
+      run.max_send_lag_us = std::max(run.max_send_lag_us, usBetween(next_due, now));
       // Fell behind by whole intervals (descheduled): skip those slots, never burst.
       if (now - next_due >= options.interval) {
         auto behind = (now - next_due) / options.interval;
@@ -196,6 +197,7 @@ nlohmann::json probeReportJson(const ProbeOptions& options, const ProbeRun& run)
   j["p99_ms"] = ms(s.p99_us);
   j["max_ms"] = ms(s.max_us);
   j["skipped_slots"] = run.skipped_slots;
+  j["max_send_lag_ms"] = ms(run.max_send_lag_us);
   if (options.session) {
     j["session_user"] = options.session->user;
     j["session_checks"] = s.session_checks;
@@ -233,7 +235,12 @@ std::string probeReportText(const ProbeOptions& options, const ProbeRun& run) {
       << s.session_lost << " not valid — " << (s.session_checks > 0 && s.session_lost == 0 ? "kept" : "NOT kept")
       << "\n";
   }
-  if (run.skipped_slots > 0) o << "note: the probe fell behind and skipped " << run.skipped_slots << " send slots\n";
+  if (run.skipped_slots > 0) {
+    std::snprintf(buf, sizeof buf,
+                  "note: the probe itself fell behind (CPU?): %lld send slots skipped, worst lag %.1f ms\n",
+                  static_cast<long long>(run.skipped_slots), ms(run.max_send_lag_us));
+    o << buf;
+  }
   return o.str();
 }
 

@@ -1,0 +1,318 @@
+// The probe and the consistency writer against the real reference service in the lab
+// (issue 3): 0 failures when healthy; a frozen (podman pause) or stopped web container
+// gives failures and a downtime that matches the outage measured inside host a; the
+// writer detects an acknowledged row deleted in MariaDB.
+//
+// Needs root and a lab (`ferry lab up`) with the service (`ferry lab deploy --on a`);
+// brings up / deploys what is missing and skips with the reason when it cannot.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ferry/base/process.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+const std::string kFerry = FERRY_BIN;
+const std::string kLabSh = std::string(FERRY_SOURCE_DIR) + "/deploy/lab/lab.sh";
+const std::vector<std::string> kPodman = {"podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"};
+
+ferry::ProcessResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 60s,
+                         std::map<std::string, std::string> env = {}) {
+  ferry::ProcessOptions o;
+  o.timeout = timeout;
+  o.env = std::move(env);
+  auto r = ferry::runProcess(argv, o);
+  if (!r) {
+    ADD_FAILURE() << "cannot start " << ferry::joinArgv(argv) << ": " << r.error().message();
+    return {};
+  }
+  return std::move(r.value());
+}
+
+bool labUp() {
+  std::ifstream in("/run/ferry-lab/hosts/a/pid");
+  std::string pid;
+  in >> pid;
+  return !pid.empty() && fs::exists("/proc/" + pid);
+}
+
+// `ferry lab exec` when the CLI has it, else the lab script it wraps.
+bool g_ferry_exec = false;
+
+ferry::ProcessResult onHost(const std::string& host, const std::vector<std::string>& argv,
+                            std::chrono::milliseconds timeout = 60s) {
+  std::vector<std::string> full = g_ferry_exec ? std::vector<std::string>{kFerry, "lab", "exec", host, "--"}
+                                               : std::vector<std::string>{kLabSh, "exec", host, "--"};
+  full.insert(full.end(), argv.begin(), argv.end());
+  return run(full, timeout, {{"FERRY_BIN", kFerry}});
+}
+
+json parseJson(const ferry::ProcessResult& r) {
+  // The report is the whole of stdout.
+  return json::parse(r.out, nullptr, false);
+}
+
+std::int64_t nowUnixUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Parses the lines "<unix seconds>.<nanoseconds>" a shell printed with date +%s.%N.
+std::vector<double> stampsMs(const std::string& out) {
+  std::vector<double> v;
+  std::istringstream in(out);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line.find_first_not_of("0123456789.") != std::string::npos) continue;
+    v.push_back(std::stod(line) * 1e3);
+  }
+  return v;
+}
+
+class ProbeLabTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (geteuid() != 0) {
+      skip_ = "the lab needs root";
+      return;
+    }
+    g_ferry_exec = run({kFerry, "lab", "exec", "--help"}, 30s).exit_code == 0;
+    if (!labUp()) {
+      auto up = run({kFerry, "lab", "up"}, 20min, {{"FERRY_BIN", kFerry}});
+      if (!up.success() || !labUp()) {
+        skip_ = "no lab: 'ferry lab up' failed: " + up.err.substr(0, 400);
+        return;
+      }
+    }
+    // The hosts run the bundle's copy of ferry: make it this build's.
+    run({kLabSh, "bundle", "--if-changed"}, 120s, {{"FERRY_BIN", kFerry}});
+    auto who = onHost("client", {"ferry", "probe", "--help"});
+    if (who.exit_code != 0) {
+      skip_ = "ferry inside the client host has no 'probe' (stale bundle?): " + who.err.substr(0, 300);
+      return;
+    }
+    // The tests need the service on a, answering directly and through lb.
+    if (!serviceOnA()) {
+      if (run({kFerry, "lab", "deploy", "--help"}, 30s).exit_code != 0) {
+        skip_ = "'ferry lab deploy' is not available in this build: the service cannot be started";
+        return;
+      }
+      auto d = run({kFerry, "lab", "deploy", "--on", "a", "--rows", "100", "--video-mb", "5"}, 30min);
+      if (!d.success() || !serviceOnA()) {
+        skip_ = "'ferry lab deploy --on a' failed: " + (d.err + d.out).substr(0, 600);
+        return;
+      }
+    }
+  }
+
+  static bool serviceOnA() {
+    for (const char* url : {"http://a/health.php", "http://lb/health.php"}) {
+      auto r = onHost("client", {"curl", "-fsS", "--max-time", "5", url});
+      if (!r.success() || r.out != "ok") return false;
+    }
+    std::vector<std::string> argv = kPodman;
+    argv.insert(argv.end(), {"container", "exists", "web"});
+    return onHost("a", argv).success();
+  }
+
+  void SetUp() override {
+    if (!skip_.empty()) GTEST_SKIP() << skip_;
+  }
+
+  // Runs `ferry probe` inside the client host; returns the JSON report.
+  static json probe(const std::vector<std::string>& flags, std::chrono::milliseconds timeout = 120s) {
+    std::vector<std::string> argv = {"ferry", "probe", "--output", "json"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    auto r = onHost("client", argv, timeout);
+    EXPECT_EQ(r.exit_code, 0) << ferry::joinArgv(argv) << "\n" << r.err;
+    json j = parseJson(r);
+    EXPECT_TRUE(j.is_object()) << r.out << r.err;
+    return j;
+  }
+
+  static inline std::string skip_;
+};
+
+TEST_F(ProbeLabTest, HealthyServiceHasNoFailures) {
+  json j = probe({"--url", "http://lb/health.php", "--duration", "3s"});
+  ASSERT_TRUE(j.is_object());
+  EXPECT_EQ(j["failed"], 0) << j.dump();
+  EXPECT_EQ(j["ok"], j["sent"]);
+  EXPECT_GE(j["sent"].get<int>(), 250);  // 3 s at 10 ms
+  EXPECT_EQ(j["recovered"], true);
+  for (const char* key : {"failed_by_kind", "client_downtime_ms", "p50_ms", "p99_ms", "max_ms"}) {
+    EXPECT_TRUE(j.contains(key)) << key;
+  }
+}
+
+TEST_F(ProbeLabTest, SessionStaysValidOnAHealthyService) {
+  json j = probe({"--url", "http://lb/health.php", "--duration", "2s", "--login", "user1:pass1", "--session-every",
+                  "5"});
+  ASSERT_TRUE(j.is_object());
+  EXPECT_EQ(j["failed"], 0) << j.dump();
+  EXPECT_GE(j["session_checks"].get<int>(), 20);
+  EXPECT_EQ(j["session_lost"], 0);
+  EXPECT_EQ(j["session_kept"], true);
+}
+
+TEST_F(ProbeLabTest, WrongPasswordIsRefusedClearly) {
+  auto r = onHost("client", {"ferry", "probe", "--url", "http://lb/health.php", "--duration", "1s", "--login",
+                             "user1:wrong"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.err.find("401"), std::string::npos) << r.err;
+}
+
+// Freezes the web container for a known interval (podman pause … unpause, timed inside
+// host a) while probes run, directly against a and through lb. Requests sent in the
+// first part of the freeze time out (--timeout 1s); later ones are answered late.
+TEST_F(ProbeLabTest, FrozenWebGivesFailuresAndTheDowntimeOfTheFreeze) {
+  const std::string freeze_s = "1.6";
+  const std::vector<std::string> common = {"--duration", "5s", "--timeout", "1s", "--connect-timeout", "500ms"};
+  auto direct = std::async(std::launch::async, [&] {
+    std::vector<std::string> f = {"--url", "http://a/health.php", "--timeline", "/tmp/probe-test-direct.csv"};
+    f.insert(f.end(), common.begin(), common.end());
+    return probe(f);
+  });
+  auto via_lb = std::async(std::launch::async, [&] {
+    std::vector<std::string> f = {"--url", "http://lb/health.php"};
+    f.insert(f.end(), common.begin(), common.end());
+    return probe(f);
+  });
+  std::this_thread::sleep_for(1500ms);
+  // Timestamps right around each podman call, taken inside host a.
+  std::string pause = ferry::joinArgv(kPodman) + " pause web >/dev/null";
+  std::string unpause = ferry::joinArgv(kPodman) + " unpause web >/dev/null";
+  auto r = onHost("a", {"sh", "-c",
+                        "date +%s.%N; " + pause + "; date +%s.%N; sleep " + freeze_s + "; date +%s.%N; " + unpause +
+                            "; date +%s.%N"},
+                  60s);
+  ASSERT_TRUE(r.success()) << r.err;
+  auto t = stampsMs(r.out);
+  ASSERT_EQ(t.size(), 4U) << r.out;
+  json d = direct.get();
+  json l = via_lb.get();
+  ASSERT_TRUE(d.is_object() && l.is_object());
+  // runc freezes at the end of `podman pause` and thaws at the end of `podman unpause`
+  // (both then only write podman's state), so the frozen interval is end-to-end.
+  const double frozen = t[3] - t[1];
+  const double slack = std::max(t[1] - t[0], t[3] - t[2]);  // how long one podman call took
+  RecordProperty("frozen_ms", std::to_string(frozen));
+  RecordProperty("podman_call_ms", std::to_string(slack));
+  RecordProperty("direct_downtime_ms", d["client_downtime_ms"].dump());
+  RecordProperty("lb_downtime_ms", l["client_downtime_ms"].dump());
+  for (const json* j : {&d, &l}) {
+    SCOPED_TRACE((j == &d ? "direct: " : "via lb: ") + j->dump());
+    EXPECT_GT((*j)["failed"].get<int>(), 0);
+    EXPECT_GT((*j)["failed_by_kind"].value("timeout", 0), 0);
+    EXPECT_EQ((*j)["recovered"], true);
+    const double downtime = (*j)["client_downtime_ms"].get<double>();
+    EXPECT_NEAR(downtime, frozen, 50.0) << "frozen " << frozen << " ms (one podman call took " << slack << " ms)";
+    // The gap lies where the freeze was (wall clocks are the same kernel's).
+    const double from = (*j)["start_unix_ms"].get<double>() + (*j)["downtime_from_ms"].get<double>();
+    EXPECT_NEAR(from, t[1], 100.0);
+  }
+}
+
+// Stops the web container (connections refused) and starts it again. The interval is
+// not known exactly (Apache needs a moment after `podman start`), so the downtime must
+// lie between the time between the two commands and their total time plus 2 s.
+TEST_F(ProbeLabTest, StoppedWebGivesRefusedConnections) {
+  auto direct = std::async(std::launch::async, [&] {
+    return probe({"--url", "http://a/health.php", "--duration", "6s", "--timeout", "1s"});
+  });
+  std::this_thread::sleep_for(1500ms);
+  std::string stop = ferry::joinArgv(kPodman) + " stop -t 2 web >/dev/null";
+  std::string start = ferry::joinArgv(kPodman) + " start web >/dev/null";
+  auto r = onHost("a", {"sh", "-c", "date +%s.%N; " + stop + "; date +%s.%N; sleep 0.5; date +%s.%N; " + start +
+                                        "; date +%s.%N"},
+                  60s);
+  ASSERT_TRUE(r.success()) << r.err;
+  auto t = stampsMs(r.out);
+  ASSERT_EQ(t.size(), 4U) << r.out;
+  json d = direct.get();
+  ASSERT_TRUE(d.is_object());
+  SCOPED_TRACE(d.dump());
+  RecordProperty("stopped_ms", std::to_string(t[2] - t[1]));
+  RecordProperty("downtime_ms", d["client_downtime_ms"].dump());
+  EXPECT_GT(d["failed_by_kind"].value("connect_refused", 0), 0);
+  EXPECT_EQ(d["recovered"], true);
+  const double downtime = d["client_downtime_ms"].get<double>();
+  EXPECT_GE(downtime, t[2] - t[1]);
+  EXPECT_LE(downtime, t[3] - t[0] + 2000.0);
+  // Leave the service healthy for the next test.
+  for (int i = 0; i < 100; ++i) {
+    if (onHost("client", {"curl", "-fsS", "--max-time", "2", "http://a/health.php"}).success()) break;
+    std::this_thread::sleep_for(200ms);
+  }
+}
+
+TEST_F(ProbeLabTest, WriterDetectsADeletedAcknowledgedRow) {
+  const std::string writer = "probe-test-" + std::to_string(getpid()) + "-" + std::to_string(nowUnixUs() % 100000);
+  auto w = onHost("client", {"ferry", "writer", "--url", "http://lb", "--writer", writer, "--duration", "2s",
+                             "--output", "json"},
+                  120s);
+  ASSERT_EQ(w.exit_code, 0) << w.out << w.err;
+  json j = parseJson(w);
+  ASSERT_TRUE(j.is_object()) << w.out;
+  EXPECT_GT(j["acknowledged"].get<int>(), 20) << j.dump();
+  EXPECT_EQ(j["missing"], 0);
+  EXPECT_EQ(j["duplicated"], 0);
+  EXPECT_EQ(j["out_of_order"], 0);
+  EXPECT_EQ(j["pass"], true);
+
+  std::vector<std::string> del_argv = kPodman;
+  del_argv.insert(del_argv.end(), {"exec", "db", "mariadb", "ferry", "-e",
+                                   "DELETE FROM writes WHERE writer='" + writer + "' AND seq=7"});
+  auto del = onHost("a", del_argv);
+  ASSERT_TRUE(del.success()) << del.err;
+
+  auto v = onHost("client", {"ferry", "writer", "--url", "http://lb", "--verify", "--writer", writer, "--output",
+                             "json"});
+  EXPECT_EQ(v.exit_code, 1) << v.out << v.err;
+  json k = parseJson(v);
+  ASSERT_TRUE(k.is_object()) << v.out;
+  EXPECT_EQ(k["missing"], 1) << k.dump();
+  EXPECT_EQ(k["missing_seqs"], json::array({7}));
+  EXPECT_EQ(k["pass"], false);
+}
+
+// Writes while the web container is frozen: answers are delayed or lost, but nothing
+// acknowledged may go missing.
+TEST_F(ProbeLabTest, NoAcknowledgedWriteIsLostAcrossAFreeze) {
+  const std::string writer = "probe-freeze-" + std::to_string(getpid()) + "-" + std::to_string(nowUnixUs() % 100000);
+  auto w = std::async(std::launch::async, [&] {
+    return onHost("client", {"ferry", "writer", "--url", "http://lb", "--writer", writer, "--duration", "4s",
+                             "--timeout", "500ms", "--output", "json"},
+                  120s);
+  });
+  std::this_thread::sleep_for(1s);
+  auto r = onHost("a", {"sh", "-c",
+                        ferry::joinArgv(kPodman) + " pause web && sleep 1.2 && " + ferry::joinArgv(kPodman) +
+                            " unpause web"});
+  ASSERT_TRUE(r.success()) << r.err;
+  auto res = w.get();
+  json j = parseJson(res);
+  ASSERT_TRUE(j.is_object()) << res.out << res.err;
+  EXPECT_EQ(res.exit_code, 0) << j.dump();
+  EXPECT_EQ(j["missing"], 0) << j.dump();
+  EXPECT_EQ(j["duplicated"], 0) << j.dump();
+  EXPECT_GT(j["acknowledged"].get<int>(), 20) << j.dump();
+}
+
+}  // namespace
