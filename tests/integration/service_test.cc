@@ -190,8 +190,14 @@ TEST_F(ServiceTest, BrowserLogsInAndThePlayerPlays) {
   EXPECT_EQ(again.value("logged_in", false), true) << again.dump();
 }
 
-// Last: moves the service to b (the study's manual method) and back is not needed.
+// Last: moves the service to b with the study's manual method (it stays there).
 TEST_F(ServiceTest, ManualMoveToBKeepsBrowserAndCurlSessionsLoggedIn) {
+  // Rows acknowledged before the move must be in the database after it.
+  const std::string writer = "move-test-" + std::to_string(getpid());
+  for (int seq = 1; seq <= 5; ++seq) {
+    ASSERT_EQ(curl({"-d", "writer=" + writer, "-d", "seq=" + std::to_string(seq), "http://lb/api/write.php"}).code,
+              200);
+  }
   auto r = run({kService + "/manual-move.sh", "--from", "a", "--to", "b", "--browser"}, 15min);
   auto j = lastJsonLine(r.out);
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
@@ -206,6 +212,9 @@ TEST_F(ServiceTest, ManualMoveToBKeepsBrowserAndCurlSessionsLoggedIn) {
   EXPECT_NE(ps.out.find("db"), std::string::npos);
   auto h = curl({"http://lb/health.php"});
   EXPECT_EQ(h.code, 200);
+  auto list = nlohmann::json::parse(curl({"http://lb/api/writes.php?writer=" + writer}).body, nullptr, false);
+  ASSERT_TRUE(list.contains("rows")) << list.dump();
+  EXPECT_EQ(list["rows"].size(), 5U) << list.dump();
 }
 
 }  // namespace
