@@ -154,6 +154,7 @@ cmdClear() {
     hostNet "$h" tc qdisc del dev eth0 root 2>/dev/null || true  # back to the veth default (noqueue)
   done
   rm -f "$STATE/applied" "$STATE/delayline.pid"
+  [[ -n ${FERRY_LINKS_DEV:-} || ! -f $LAB_RUN/profile ]] || echo none >"$LAB_RUN/profile"
 }
 
 # ---- apply ------------------------------------------------------------------------------
@@ -237,6 +238,8 @@ cmdApply() {
     "$profile" "$goodput" "$rate_bit" "$rtt_us" "$ceiling" "$oneway_us" "$OVERHEAD_US" >"$STATE/applied.tmp"
   mv -f "$STATE/applied.tmp" "$STATE/applied"
   trap - ERR
+  # The lab contract's record of the active profile (lab.sh up writes it too).
+  [[ -n ${FERRY_LINKS_DEV:-} ]] || echo "$profile" >"$LAB_RUN/profile"
   say "applied $profile: htb ${rate_bit} bit/s per direction on a/b/lb eth0, one-way delay ${oneway_us} us on the wire"
 }
 
