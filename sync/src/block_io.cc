@@ -79,6 +79,7 @@ Status hashBlocks(int fd, std::uint64_t size, std::uint32_t block_size, std::uin
     }
     extent_known = true;
   };
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   std::uint64_t i = first;
   while (i < last) {
     std::uint64_t bo = i * block_size;
@@ -95,6 +96,10 @@ Status hashBlocks(int fd, std::uint64_t size, std::uint32_t block_size, std::uin
     std::uint64_t max_blocks = chunk / block_size;
     while (run_end < last && run_end - i < max_blocks && run_end * block_size < de) ++run_end;
     std::uint64_t run_bytes = std::min<std::uint64_t>(size, run_end * block_size) - bo;
+    // Ask for the next chunk while this one is hashed (overlaps disk reads with hashing
+    // when the file is not in the page cache, as with O_DIRECT writers).
+    if (bo + run_bytes < size)
+      ::posix_fadvise(fd, static_cast<off_t>(bo + run_bytes), static_cast<off_t>(chunk), POSIX_FADV_WILLNEED);
     std::size_t got = 0;
     while (got < run_bytes) {
       ssize_t r = ::pread(fd, buf.get() + got, run_bytes - got, static_cast<off_t>(bo + got));
