@@ -523,7 +523,26 @@ struct DirectoryMirror::Impl {
       return stats;
     }
 
-    // 5. Send.
+    // 5. Send. If the link fails, everything this round looked at is looked at again
+    //    after resume (paths of batches already begun are re-checked through resume()).
+    Status sent = sendBatches(sink, final, structural, touched, tasks, batches, stats);
+    if (!sent.ok()) {
+      dirty.insert(dirty_now.begin(), dirty_now.end());
+      modified.insert(modified_now.begin(), modified_now.end());
+      walk_dirs.insert(walk_now.begin(), walk_now.end());
+      for (auto& task : tasks) {
+        dirty.insert(task.path);
+        modified.insert(task.path);
+      }
+      if (walk) full_walk = true;
+      return sent.error();
+    }
+    stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return stats;
+  }
+
+  Status sendBatches(DeltaSink& sink, bool final, std::vector<Message>& structural, const std::set<std::string>& touched,
+                     std::vector<Task>& tasks, const std::vector<std::vector<Chunk>>& batches, DeltaStats& stats) {
     for (std::size_t k = 0; k < batches.size(); ++k) {
       std::uint64_t seq = next_seq++;
       BatchBegin begin{opt.epoch, seq, {}};
@@ -544,8 +563,7 @@ struct DirectoryMirror::Impl {
       FERRY_TRY(send(sink, BatchEnd{opt.epoch, seq, ops, final && last}, stats));
       ++stats.batches;
     }
-    stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return stats;
+    return okStatus();
   }
 
   Status send(DeltaSink& sink, Message m, DeltaStats& stats) {

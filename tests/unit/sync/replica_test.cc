@@ -199,6 +199,26 @@ INSTANTIATE_TEST_SUITE_P(
                       CrashCase{"BothRestart", "replica.op", 4, false, true, true}),
     [](const auto& tp) { return std::string(tp.param.name); });
 
+TEST(Replica, LinkCutInAnEarlyBatchLosesNoLaterChange) {
+  TempTrees t;
+  for (int i = 0; i < 6; ++i)
+    writeFile(t.src() / ("f" + std::to_string(i)), randomBytes(8 * kBlock, 300 + static_cast<std::uint64_t>(i)));
+  CrashPoints faults;
+  MirrorOptions mo;
+  mo.max_batch_bytes = 8 * kBlock;  // one file per batch
+  Pair p(t, mo, &faults);
+  ASSERT_TRUE(p.mirror->computeDelta(*p.link).ok());
+  for (int i = 0; i < 6; ++i) writeAt(t.src() / ("f" + std::to_string(i)), 3 * kBlock, "changed");
+  faults.arm("link.send", 8);  // inside the second batch; batches 3-6 never begin
+  ASSERT_FALSE(p.mirror->computeDelta(*p.link).ok());
+  ASSERT_TRUE(faults.fired());
+  EXPECT_TRUE(p.mirror->needsResume());
+  ASSERT_TRUE(p.link->reconnect(*p.replica).ok());
+  auto r = p.mirror->computeDelta(*p.link);
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  EXPECT_EQ(differences(t.src(), t.dst()), "");
+}
+
 TEST(Replica, NewSourceAgainstAPopulatedReplicaSendsOnlyDifferences) {
   TempTrees t;
   for (int i = 0; i < 4; ++i) writeFile(t.src() / ("f" + std::to_string(i)), randomBytes(16 * kBlock, 50 + static_cast<std::uint64_t>(i)));
