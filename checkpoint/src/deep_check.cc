@@ -21,10 +21,13 @@ using Clock = std::chrono::steady_clock;
 // The three things a dump must carry: a listening TCP socket, a file lock, a process
 // of a non-root user (the image's user `canary`, uid 1000).
 const char* const kCanaryScript =
-    "B=/bin/busybox; T=/tmp/ferry-canary; $B mkdir -p /tmp/canary/www; echo canary-ok > /tmp/canary/www/index.html; "
+    // A restored sleep returns EINTR (CRIU cannot restore a syscall restart block), so
+    // the holders loop instead of sleeping once.
+    "B=/bin/busybox; T=/tmp/ferry-canary; L='while :; do /bin/busybox sleep 3600; done'; "
+    "$B mkdir -p /tmp/canary/www; echo canary-ok > /tmp/canary/www/index.html; "
     "$B httpd -f -p 7070 -h /tmp/canary/www & "
-    "$T/loader --library-path $T $T/flock -x /tmp/canary/lock $B sleep 2147483647 & "
-    "$B su -s /bin/sh canary -c \"$B sleep 2147483647\" & "
+    "$T/loader --library-path $T $T/flock -x /tmp/canary/lock $B sh -c \"$L\" & "
+    "$B su -s /bin/sh canary -c \"$L\" & "
     "wait";
 
 // Prints socket=ok lock=ok user=ok for what is still there.

@@ -40,7 +40,9 @@ int checkLabHost(const std::string& host, ck::FileReader& files) {
   if (kLabHosts.count(host) == 0) {
     return fail("unknown lab host '" + host + "' — lab hosts are a, b, lb, client", kExitUsage);
   }
-  if (!files.exists("/run/ferry-lab/hosts/" + host + "/pid")) {
+  auto pid = files.read("/run/ferry-lab/hosts/" + host + "/pid");
+  std::string p = pid.ok() ? pid->substr(0, pid->find_first_of(" \n")) : std::string();
+  if (p.empty() || !files.exists("/proc/" + p + "/cmdline")) {
     return fail("lab host '" + host + "' is not running — run 'ferry lab up' first");
   }
   return kExitOk;
