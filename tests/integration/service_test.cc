@@ -141,13 +141,14 @@ TEST_F(ServiceTest, RangeRequestReturns206WithTheFilesBytes) {
     size_t from, to;  // inclusive
   };
   const size_t n = content.size();
-  for (const Case& c : {Case{"1000-1999", 1000, 1999}, Case{"0-0", 0, 0},
-                        Case{std::to_string(n - 500) + "-", n - 500, n - 1},
-                        Case{"123456-133455", 123456, 133455}}) {
-    auto out = onHost("client", {"sh", "-c",
-                                 "curl -sS --max-time 10 -H 'Range: bytes=" + c.range +
-                                     "' -o /tmp/service-test-range -w '%{http_code}' http://lb/media/clip01.mp4"
-                                     " && echo && base64 -w0 /tmp/service-test-range"});
+  for (const Case& c :
+       {Case{"1000-1999", 1000, 1999}, Case{"0-0", 0, 0}, Case{std::to_string(n - 500) + "-", n - 500, n - 1},
+        Case{"123456-133455", 123456, 133455}}) {
+    auto out =
+        onHost("client", {"sh", "-c",
+                          "curl -sS --max-time 10 -H 'Range: bytes=" + c.range +
+                              "' -o /tmp/service-test-range -w '%{http_code}' http://lb/media/clip01.mp4"
+                              " && echo && base64 -w0 /tmp/service-test-range"});
     std::istringstream in(out.out);
     int code = 0;
     std::string b64;
@@ -155,8 +156,8 @@ TEST_F(ServiceTest, RangeRequestReturns206WithTheFilesBytes) {
     EXPECT_EQ(code, 206) << c.range;
     auto decoded = run({"sh", "-c", "echo '" + b64 + "' | base64 -d | od -An -v -tx1 | tr -d ' \\n'"});
     auto expected = run({"sh", "-c",
-                         "tail -c +" + std::to_string(c.from + 1) + " '/proc/" + hostPid("a") + "/root" + kData +
-                             "/www/media/clip01.mp4' | head -c " + std::to_string(c.to - c.from + 1) +
+                         "tail -c +" + std::to_string(c.from + 1) + " '/proc/" + hostPid("a") + "/root" +
+                             kData + "/www/media/clip01.mp4' | head -c " + std::to_string(c.to - c.from + 1) +
                              " | od -An -v -tx1 | tr -d ' \\n'"});
     EXPECT_EQ(decoded.out.size(), 2 * (c.to - c.from + 1)) << c.range;
     EXPECT_EQ(decoded.out, expected.out) << "bytes differ for range " << c.range;
@@ -195,8 +196,9 @@ TEST_F(ServiceTest, ManualMoveToBKeepsBrowserAndCurlSessionsLoggedIn) {
   // Rows acknowledged before the move must be in the database after it.
   const std::string writer = "move-test-" + std::to_string(getpid());
   for (int seq = 1; seq <= 5; ++seq) {
-    ASSERT_EQ(curl({"-d", "writer=" + writer, "-d", "seq=" + std::to_string(seq), "http://lb/api/write.php"}).code,
-              200);
+    ASSERT_EQ(
+        curl({"-d", "writer=" + writer, "-d", "seq=" + std::to_string(seq), "http://lb/api/write.php"}).code,
+        200);
   }
   auto r = run({kService + "/manual-move.sh", "--from", "a", "--to", "b", "--browser"}, 15min);
   auto j = lastJsonLine(r.out);
@@ -206,8 +208,8 @@ TEST_F(ServiceTest, ManualMoveToBKeepsBrowserAndCurlSessionsLoggedIn) {
   EXPECT_EQ(j["browser_after"].value("logged_in", false), true) << r.out;
   EXPECT_EQ(j["browser_after"].value("plays", false), true) << r.out;
   EXPECT_GT(j.value("downtime_s", 0.0), 0.0);
-  auto ps = onHost("b", {"podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "ps", "--format",
-                         "{{.Names}}"});
+  auto ps = onHost(
+      "b", {"podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "ps", "--format", "{{.Names}}"});
   EXPECT_NE(ps.out.find("web"), std::string::npos);
   EXPECT_NE(ps.out.find("db"), std::string::npos);
   auto h = curl({"http://lb/health.php"});
