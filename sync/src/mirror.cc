@@ -174,6 +174,20 @@ struct DirectoryMirror::Impl {
   std::uint64_t next_seq = 1;
   std::uint64_t acked_seq = 0;
   std::map<std::uint64_t, std::vector<std::string>> unacked;  // seq -> paths of the batch
+  using Clock = std::chrono::steady_clock;
+  std::optional<Clock::time_point> pending_since;  // oldest change not yet in a batch
+  Clock::time_point round_since;
+  std::map<std::uint64_t, std::pair<Clock::time_point, std::uint64_t>> unacked_info;  // seq -> (oldest change, bytes)
+
+  void drainEvents() {
+    bool overflow = false;
+    watcher.drain(dirty, modified, walk_dirs, overflow);
+    if (overflow) {
+      log::get("sync")->warn("inotify queue overflowed in {}: walking the whole tree (size/mtime)", root);
+      full_walk = true;
+    }
+    if (!pending_since && (!dirty.empty() || !walk_dirs.empty() || full_walk)) pending_since = Clock::now();
+  }
   bool needs_resume = false;
   bool knows_replica = false;  // false: assumes an empty replica unless resume() says otherwise
 
@@ -283,12 +297,9 @@ struct DirectoryMirror::Impl {
     if (needs_resume)
       return makeError("cannot compute a delta: the last round was interrupted",
                        "resume the link (resumeRequest/resume) first");
-    bool overflow = false;
-    watcher.drain(dirty, modified, walk_dirs, overflow);
-    if (overflow) {
-      log::get("sync")->warn("inotify queue overflowed in {}: walking the whole tree (size/mtime)", root);
-      full_walk = true;
-    }
+    drainEvents();
+    round_since = pending_since.value_or(Clock::now());
+    pending_since.reset();
     bool walk = full_walk || watcher.degraded() || !opt.watch || (final && opt.walk_on_final);
     std::set<std::string> dirty_now, modified_now, walk_now;
     dirty_now.swap(dirty);
@@ -535,6 +546,7 @@ struct DirectoryMirror::Impl {
         modified.insert(task.path);
       }
       if (walk) full_walk = true;
+      pending_since = round_since;
       return sent.error();
     }
     stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -551,6 +563,7 @@ struct DirectoryMirror::Impl {
       for (auto& c : batches[k]) paths.insert(tasks[c.task].path);
       begin.paths.assign(paths.begin(), paths.end());
       unacked[seq] = begin.paths;
+      std::uint64_t bytes_before = stats.bytes_sent;
       std::uint64_t ops = 0;
       FERRY_TRY(send(sink, std::move(begin), stats));
       if (k == 0)
@@ -560,6 +573,7 @@ struct DirectoryMirror::Impl {
         }
       for (auto& c : batches[k]) FERRY_TRY(sendChunk(sink, tasks[c.task], c, stats, ops));
       bool last = k + 1 == batches.size();
+      unacked_info[seq] = {round_since, stats.bytes_sent - bytes_before};
       FERRY_TRY(send(sink, BatchEnd{opt.epoch, seq, ops, final && last}, stats));
       ++stats.batches;
     }
@@ -713,6 +727,7 @@ void DirectoryMirror::acknowledge(std::uint64_t epoch, std::uint64_t seq) {
   if (epoch != impl_->opt.epoch) return;
   impl_->acked_seq = std::max(impl_->acked_seq, seq);
   impl_->unacked.erase(impl_->unacked.begin(), impl_->unacked.upper_bound(seq));
+  impl_->unacked_info.erase(impl_->unacked_info.begin(), impl_->unacked_info.upper_bound(seq));
 }
 
 HashRequest DirectoryMirror::resumeRequest(const ResumeState& replica) const {
@@ -787,6 +802,8 @@ Status DirectoryMirror::resume(const ResumeState& replica, const std::vector<Fil
   if (replica.epoch == m.opt.epoch) m.next_seq = std::max(m.next_seq, replica.seq + 1);
   m.acked_seq = replica.epoch == m.opt.epoch ? replica.seq : 0;
   m.unacked.clear();
+  m.unacked_info.clear();
+  if (!m.pending_since) m.pending_since = Impl::Clock::now();
   m.needs_resume = false;
   m.knows_replica = true;
   return okStatus();
@@ -797,10 +814,26 @@ int DirectoryMirror::notifyFd() const {
 }
 
 std::uint64_t DirectoryMirror::pendingChanges() {
-  bool overflow = false;
-  impl_->watcher.drain(impl_->dirty, impl_->modified, impl_->walk_dirs, overflow);
-  if (overflow) impl_->full_walk = true;
+  impl_->drainEvents();
   return impl_->dirty.size() + impl_->walk_dirs.size() + (impl_->full_walk ? 1 : 0);
+}
+
+MirrorLag DirectoryMirror::lag() {
+  auto& m = *impl_;
+  m.drainEvents();
+  MirrorLag l;
+  l.pending_paths = m.dirty.size() + m.walk_dirs.size();
+  for (auto& p : m.modified) {
+    auto it = m.entries.find(p);
+    if (it != m.entries.end() && it->second.kind == FileKind::kRegular) l.pending_bytes_max += it->second.size;
+  }
+  std::optional<Impl::Clock::time_point> oldest = m.pending_since;
+  for (auto& [seq, info] : m.unacked_info) {
+    l.unacked_bytes += info.second;
+    if (!oldest || info.first < *oldest) oldest = info.first;
+  }
+  if (oldest) l.oldest_change_ms = std::chrono::duration<double, std::milli>(Impl::Clock::now() - *oldest).count();
+  return l;
 }
 
 std::uint64_t DirectoryMirror::lastSentSeq() const {

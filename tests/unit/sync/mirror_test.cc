@@ -240,6 +240,26 @@ TEST(Mirror, FinalDeltaMarksAPointInTimeCopy) {
   EXPECT_EQ(differences(t.src(), t.dst()), "");
 }
 
+TEST(Mirror, LagShowsPendingChangesUntilTheyAreShipped) {
+  TempTrees t;
+  baseTree(t.src());
+  Pair p(t);
+  ASSERT_TRUE(p.mirror->computeDelta(*p.link).ok());
+  MirrorLag idle = p.mirror->lag();
+  EXPECT_EQ(idle.pending_paths, 0u);
+  EXPECT_EQ(idle.unacked_bytes, 0u);
+  EXPECT_EQ(idle.oldest_change_ms, 0.0);
+  writeAt(t.src() / "db" / "ibdata1", 0, "x");
+  MirrorLag busy = p.mirror->lag();
+  EXPECT_GE(busy.pending_paths, 1u);
+  EXPECT_GE(busy.pending_bytes_max, 8 * kBlock);
+  ASSERT_TRUE(p.mirror->computeDelta(*p.link).ok());
+  MirrorLag drained = p.mirror->lag();
+  EXPECT_EQ(drained.pending_paths, 0u);
+  EXPECT_EQ(drained.unacked_bytes, 0u);
+  EXPECT_EQ(drained.oldest_change_ms, 0.0);
+}
+
 TEST(Mirror, EpochFencesAnOlderSource) {
   TempTrees t;
   writeFile(t.src() / "f", "one");

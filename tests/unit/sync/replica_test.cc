@@ -5,6 +5,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <random>
+
 #include <gtest/gtest.h>
 
 #include "sync_test_util.h"
@@ -122,6 +124,56 @@ TEST(Replica, RefusesOutOfOrderAndUnannouncedMessages) {
   ASSERT_TRUE(rep.apply(BatchEnd{1, 3, 0, false}).ok());
   EXPECT_TRUE(rep.consistent());
   EXPECT_FALSE(rep.apply(BatchBegin{1, 3, {"f"}}).ok());  // already applied
+}
+
+// Random message sequences with hostile paths: nothing is ever written outside the root
+// and the replica never crashes (a cheap, deterministic cousin of the fuzz targets).
+TEST(Replica, RandomHostileMessagesNeverEscape) {
+  TempTrees t;
+  fs::create_directories(t.base() / "outside");
+  writeFile(t.base() / "outside" / "keep", "keep");
+  fs::create_symlink(t.base() / "outside", t.dst() / "evil");
+  auto r = ReplicaWriter::open(t.dst(), t.stateFile());
+  ASSERT_TRUE(r.ok());
+  auto& rep = **r;
+  const std::vector<std::string> pool = {"a", "a/b", "a/b/c", "evil", "evil/x", "../x", "/tmp/x", "a/../..", "",
+                                         "a//b", ".", "evil/../x", "d", "d/e"};
+  std::mt19937_64 rng(12345);
+  std::uint64_t seq = 1;
+  for (int i = 0; i < 3000; ++i) {
+    const std::string& p = pool[rng() % pool.size()];
+    const std::string& q = pool[rng() % pool.size()];
+    switch (rng() % 8) {
+      case 0: {
+        std::vector<std::string> paths;
+        for (int k = 0; k < 4; ++k) paths.push_back(pool[rng() % pool.size()]);
+        (void)rep.apply(BatchBegin{1, seq++, paths});
+        break;
+      }
+      case 1: {
+        FileMeta m = fileMeta(p, rng() % 100000);
+        m.kind = static_cast<FileKind>(rng() % 4);
+        m.target = q;
+        (void)rep.apply(m);
+        break;
+      }
+      case 2: (void)rep.apply(Truncate{p, rng() % 200000}); break;
+      case 3: {
+        Block b = rawBlock(p, rng() % 100000, randomBytes(rng() % 5000, rng()));
+        if (rng() % 3 == 0) b.xxh3 ^= 1;
+        if (rng() % 5 == 0) b.compression = static_cast<Compression>(rng() % 4);
+        (void)rep.apply(b);
+        break;
+      }
+      case 4: (void)rep.apply(Rename{p, q}); break;
+      case 5: (void)rep.apply(Delete{p}); break;
+      case 6: (void)rep.apply(BatchEnd{1, seq - 1, rng() % 4, false}); break;
+      default: (void)rep.hashFiles(HashRequest{kBlock, rng() % 2 == 0, {p, q}}); break;
+    }
+  }
+  EXPECT_EQ(readAll(t.base() / "outside" / "keep"), "keep");
+  EXPECT_EQ(std::distance(fs::directory_iterator(t.base() / "outside"), {}), 1);
+  EXPECT_FALSE(fs::exists(t.base() / "x"));
 }
 
 // ---- crashes -------------------------------------------------------------------------

@@ -71,6 +71,14 @@ struct DeltaStats {
   double seconds = 0;
 };
 
+// How far the replica is behind, for `ferry status` (replica_lag_bytes / replica_lag_ms).
+struct MirrorLag {
+  std::uint64_t pending_paths = 0;      // changed paths not yet in a batch
+  std::uint64_t pending_bytes_max = 0;  // sizes of changed files not yet scanned (upper bound)
+  std::uint64_t unacked_bytes = 0;      // sent, not yet acknowledged as durable
+  double oldest_change_ms = 0;          // age of the oldest change not yet acknowledged (0: none)
+};
+
 class DirectoryMirror {
  public:
   // Opens `root`. Watches are added, and data read, by the first round (a full walk).
@@ -104,6 +112,7 @@ class DirectoryMirror {
   [[nodiscard]] int notifyFd() const;
   // Paths known to have changed and not yet shipped (a lag hint for `ferry status`).
   [[nodiscard]] std::uint64_t pendingChanges();
+  [[nodiscard]] MirrorLag lag();
   [[nodiscard]] std::uint64_t lastSentSeq() const;
   [[nodiscard]] std::uint64_t lastAckedSeq() const;
   [[nodiscard]] std::uint64_t entries() const;
