@@ -36,7 +36,7 @@ set -euo pipefail
 
 LINKS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(dirname "$(dirname "$LINKS_DIR")")
-# shellcheck source=common.sh
+# shellcheck disable=SC1091  # the lab's shared settings (LAB_RUN, LAB_WIRE_NS), when present
 [[ -f $LINKS_DIR/common.sh ]] && source "$LINKS_DIR/common.sh"
 LAB_RUN=${LAB_RUN:-/run/ferry-lab}
 HOST_PATH=${HOST_PATH:-/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin}
@@ -282,16 +282,20 @@ pingStats() {
 
 # iperfRun CLIENT SERVER SECONDS [-R] -> goodput bit/s (receiver side)
 iperfRun() {
-  local client=$1 server=$2 secs=$3 reverse=${4:-} srv out i bps HOSTRUN
+  local client=$1 server=$2 secs=$3 srv out="" i bps="" HOSTRUN reverse=()
+  [[ -n ${4:-} ]] && reverse=("$4")
   hostRunArgv "$server"
   # A plain command in the background, so $! is the process itself (nsenter execs
   # timeout, which passes our TERM on to iperf3), not a subshell.
-  "${HOSTRUN[@]}" timeout $((secs + 20)) iperf3 -s -1 -p "$IPERF_PORT" >/dev/null 2>&1 &
+  "${HOSTRUN[@]}" timeout $((secs + 20)) iperf3 -s -1 -p "$IPERF_PORT" >"${FERRY_LINKS_IPERF_LOG:-/dev/null}" 2>&1 &
   srv=$!
   for ((i = 0; i < 20; i++)); do
     # -O 1: the first second (slow start) is not counted
-    out=$(hostRun "$client" timeout $((secs + 15)) iperf3 -c "$(addressOf "$server")" -p "$IPERF_PORT" -t "$secs" -O 1 $reverse -J 2>&1) && break
-    # not listening yet: the server needs a moment to bind
+    # (iperf3 3.12 -J exits 0 even when it could not connect: judge by the result)
+    out=$(hostRun "$client" timeout $((secs + 15)) iperf3 -c "$(addressOf "$server")" -p "$IPERF_PORT" -t "$secs" -O 1 "${reverse[@]}" -J 2>/dev/null) || true
+    bps=$(echo "$out" | jq -r '.end.sum_received.bits_per_second // empty' 2>/dev/null || true)
+    [[ -n $bps ]] && break
+    # "Connection refused": the server needs a moment to bind
     sleep 0.25
   done
   # The one-off server ends by itself after its test; the next test must not meet it.
@@ -301,9 +305,8 @@ iperfRun() {
   done
   kill "$srv" 2>/dev/null || true
   wait "$srv" 2>/dev/null || true
-  bps=$(echo "$out" | jq -r '.end.sum_received.bits_per_second // empty' 2>/dev/null || true)
   if [[ -z $bps ]]; then
-    echo "links: iperf3 $client -> $server ${reverse:+(reverse)}: $(echo "$out" | jq -r '.error // empty' 2>/dev/null || echo "$out" | tail -n 1)" >&2
+    echo "links: iperf3 $client -> $server ${reverse[*]:+(reverse)}: $(echo "$out" | jq -r '.error // empty' 2>/dev/null || echo "$out" | tail -n 1)" >&2
     return 1
   fi
   printf '%.0f\n' "$bps"
@@ -319,7 +322,10 @@ cmdTest() {
       *) usage ;;
     esac
   done
-  [[ $secs =~ ^[0-9]+$ ]] && ((secs >= 1 && secs <= 60)) || { echo "links: --duration must be 1..60 seconds" >&2; exit 2; }
+  if ! [[ $secs =~ ^[0-9]+$ ]] || ((secs < 1 || secs > 60)); then
+    echo "links: --duration must be 1..60 seconds" >&2
+    exit 2
+  fi
   needRoot "links.sh test"
   command -v jq >/dev/null || die "jq is missing — apt-get install jq (deploy/packages/links.txt)"
   local profile goodput rtt_us ceiling
@@ -331,8 +337,8 @@ cmdTest() {
   if (($(appliedValue oneway_delay_us) > 0)) && ! delaylinePid >/dev/null; then
     die "the delay line of profile $profile is not running — run 'links.sh apply $profile'"
   fi
-  local A B LB pings=$((secs * 5))
-  A=$(addressOf a)
+  local B LB pings=$((secs * 5 - 3))  # spans the measured part of the iperf3 run
+  ((pings >= 3)) || pings=3
   B=$(addressOf b)
   LB=$(addressOf lb)
 

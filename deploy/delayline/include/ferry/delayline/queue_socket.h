@@ -39,7 +39,7 @@ class QueueSocket {
   std::uint16_t queue_;
   std::uint32_t seq_ = 1;
   std::vector<nfq::Event> early_;  // packets that arrived while setting up
-  std::vector<std::byte> buf_ = std::vector<std::byte>(256 * 1024);
+  std::vector<std::byte> buf_ = std::vector<std::byte>(std::size_t{256} * 1024);
 };
 
 }  // namespace ferry::delayline
