@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   ferry::cli::addCheckCommands(app, cli);
   ferry::cli::addBenchCommands(app, cli);
   ferry::cli::addNodeCommands(app, cli);
+  ferry::cli::addKeysCommands(app, cli);
 
   try {
     app.parse(argc, argv);
