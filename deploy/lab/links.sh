@@ -4,7 +4,7 @@
 #   links.sh apply lan|cloud|wan|edge   shape the links (called by lab.sh up)
 #   links.sh clear                      remove all shaping, stop the delay line
 #   links.sh show                       what is applied, counters, delay-line stats
-#   links.sh test [--json] [--duration S]
+#   links.sh test [--json | --output text|json] [--duration S]
 #                                       measure throughput and RTT next to the targets
 #
 # Profile  rate (TCP goodput)  RTT        between a<->b, a<->lb, b<->lb (client is unshaped)
@@ -316,10 +316,18 @@ cmdTest() {
   local json=0 secs=5
   while (($#)); do
     case "$1" in
-      --json) json=1; shift ;;
+      --json | --output=json) json=1; shift ;;
+      --output=text) json=0; shift ;;
+      --output)
+        case "${2:-}" in
+          json) json=1 ;;
+          text) json=0 ;;
+          *) echo "links: --output must be text or json" >&2; exit 2 ;;
+        esac
+        shift 2 ;;
       --duration) secs=${2:-}; shift 2 || usage ;;
       --duration=*) secs=${1#*=}; shift ;;
-      *) usage ;;
+      *) echo "links: unknown option '$1' for test — use --output text|json and --duration SECONDS" >&2; exit 2 ;;
     esac
   done
   if ! [[ $secs =~ ^[0-9]+$ ]] || ((secs < 1 || secs > 60)); then
@@ -437,5 +445,6 @@ case "$verb" in
   clear) cmdClear ;;
   show) cmdShow ;;
   test) cmdTest "$@" ;;
-  *) usage ;;
+  "") usage ;;
+  *) echo "links: unknown verb '$verb' — use apply PROFILE, clear, show or test" >&2; exit 2 ;;
 esac
