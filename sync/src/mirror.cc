@@ -13,6 +13,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <thread>
 #include <unordered_map>
 
 #include "block_io.h"
@@ -24,7 +25,8 @@ using namespace detail;
 
 namespace {
 
-constexpr std::uint64_t kUnknownHash = 0;  // never matches a real block (or, once in 2^64, costs a resend)
+constexpr std::uint64_t kUnknownHash = 0;
+constexpr std::uint64_t kParallelHashMin = 8ull << 20;  // chunks smaller than this hash on one thread  // never matches a real block (or, once in 2^64, costs a resend)
 
 struct Local {
   FileKind kind = FileKind::kRegular;
@@ -591,6 +593,44 @@ struct DirectoryMirror::Impl {
     return okStatus();
   }
 
+  // Hashes blocks [first, last) with opt.hash_threads threads and lists the blocks whose
+  // hash differs from `remote`.
+  Status parallelDiff(int fd, std::uint64_t size, std::uint64_t first, std::uint64_t last,
+                      const std::vector<std::uint64_t>& remote, std::vector<std::uint64_t>& changed,
+                      std::uint64_t& bytes_read, bool& changed_under_us) {
+    std::uint32_t n = opt.hash_threads;
+    std::vector<std::uint64_t> local(last - first, kUnknownHash);
+    std::vector<Status> results(n);
+    std::vector<std::uint64_t> read(n, 0);
+    std::vector<char> moved(n, 0);
+    std::uint64_t per = (last - first + n - 1) / n;
+    auto work = [&](std::uint32_t t) {
+      std::uint64_t lo = first + t * per, hi = std::min(last, lo + per);
+      if (lo >= hi) return;
+      bool cu = false;
+      results[t] = hashBlocks(
+          fd, size, opt.block_size, lo, hi,
+          [&](const BlockView& v) {
+            local[v.index - first] = v.hash;
+            return okStatus();
+          },
+          &read[t], &cu);
+      moved[t] = cu ? 1 : 0;
+    };
+    std::vector<std::thread> threads;
+    for (std::uint32_t t = 1; t < n; ++t) threads.emplace_back(work, t);
+    work(0);
+    for (auto& th : threads) th.join();
+    for (std::uint32_t t = 0; t < n; ++t) {
+      if (!results[t].ok()) return results[t];
+      bytes_read += read[t];
+      if (moved[t]) changed_under_us = true;
+    }
+    for (std::uint64_t i = first; i < last; ++i)
+      if (local[i - first] != remote[i] || remote[i] == kUnknownHash) changed.push_back(i);
+    return okStatus();
+  }
+
   Status sendChunk(DeltaSink& sink, Task& task, const Chunk& c, DeltaStats& stats, std::uint64_t& ops) {
     const std::string& p = task.path;
     std::string abs = root + "/" + p;
@@ -650,29 +690,43 @@ struct DirectoryMirror::Impl {
     if (e.hashes.size() != blockCount(l.size, opt.block_size)) e.hashes.resize(blockCount(l.size, opt.block_size));
     bool changed_under_us = false;
     ++stats.files_hashed;
-    Status s = hashBlocks(
-        fd, l.size, opt.block_size, c.first, c.last,
-        [&](const BlockView& v) -> Status {
-          if (e.hashes[v.index] == v.hash && v.hash != kUnknownHash) return okStatus();
-          Block b;
-          b.path = p;
-          b.offset = v.index * opt.block_size;
-          b.xxh3 = v.hash;
-          b.length = v.length;
-          if (v.zero) {
-            b.compression = Compression::kZeros;
-            ++stats.zero_blocks;
-          } else {
-            encodeBlock(v.data, v.length, opt.compress, opt.max_compress_ratio, b);
-            ++stats.blocks_sent;
-            stats.bytes_raw += v.length;
-          }
-          FERRY_TRY(send(sink, std::move(b), stats));
-          ++ops;
-          e.hashes[v.index] = v.hash;
-          return okStatus();
-        },
-        &stats.bytes_read, &changed_under_us);
+    auto sendBlock = [&](const BlockView& v) -> Status {
+      if (e.hashes[v.index] == v.hash && v.hash != kUnknownHash) return okStatus();
+      Block b;
+      b.path = p;
+      b.offset = v.index * opt.block_size;
+      b.xxh3 = v.hash;
+      b.length = v.length;
+      if (v.zero) {
+        b.compression = Compression::kZeros;
+        ++stats.zero_blocks;
+      } else {
+        encodeBlock(v.data, v.length, opt.compress, opt.max_compress_ratio, b);
+        ++stats.blocks_sent;
+        stats.bytes_raw += v.length;
+      }
+      FERRY_TRY(send(sink, std::move(b), stats));
+      ++ops;
+      e.hashes[v.index] = v.hash;
+      return okStatus();
+    };
+    Status s = okStatus();
+    std::uint64_t span = (c.last - c.first) * opt.block_size;
+    if (!fresh_file && opt.hash_threads > 1 && span >= kParallelHashMin) {
+      // A file the replica already has: hash it with several threads (hashes only),
+      // then re-read just the blocks that differ and send them.
+      std::vector<std::uint64_t> changed;
+      s = parallelDiff(fd, l.size, c.first, c.last, e.hashes, changed, stats.bytes_read, changed_under_us);
+      for (std::size_t k = 0; s.ok() && k < changed.size();) {
+        std::size_t j = k + 1;
+        while (j < changed.size() && changed[j] == changed[j - 1] + 1 && j - k < 64) ++j;
+        s = hashBlocks(fd, l.size, opt.block_size, changed[k], changed[j - 1] + 1, sendBlock, &stats.bytes_read,
+                       &changed_under_us);
+        k = j;
+      }
+    } else {
+      s = hashBlocks(fd, l.size, opt.block_size, c.first, c.last, sendBlock, &stats.bytes_read, &changed_under_us);
+    }
     if (!s.ok()) {
       if (needs_resume) return s;
       log::get("sync")->warn("{}: {} — will retry next round", abs, s.error().message());

@@ -200,6 +200,29 @@ TEST(Mirror, OnlyChangedBlocksCrossTheLink) {
   EXPECT_EQ(differences(t.src(), t.dst()), "");
 }
 
+class MirrorThreads : public ::testing::TestWithParam<std::uint32_t> {};
+
+TEST_P(MirrorThreads, BigKnownFileDeltaIsTheSameWithAnyThreadCount) {
+  TempTrees t;
+  writeFile(t.src() / "big", randomBytes(768 * kBlock, 21));  // 12 MiB: above the parallel threshold
+  MirrorOptions mo;
+  mo.hash_threads = GetParam();
+  Pair p(t, mo);
+  ASSERT_TRUE(p.mirror->computeDelta(*p.link).ok());
+  writeAt(t.src() / "big", 0, "first");
+  writeAt(t.src() / "big", 400 * kBlock - 2, "straddles two blocks");
+  writeAt(t.src() / "big", 768 * kBlock - 1, "L");
+  writeAt(t.src() / "big", 500 * kBlock, std::string(kBlock, '\0'));
+  p.link->resetCounters();
+  auto r = p.mirror->computeDelta(*p.link);
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  EXPECT_EQ(p.link->counters().blocks, 4u);
+  EXPECT_EQ(r->zero_blocks, 1u);
+  EXPECT_EQ(differences(t.src(), t.dst()), "");
+}
+
+INSTANTIATE_TEST_SUITE_P(Sync, MirrorThreads, ::testing::Values(1u, 2u, 3u));
+
 TEST(Mirror, CompressibleBlocksTravelCompressed) {
   TempTrees t;
   writeFile(t.src() / "text", std::string(4 * kBlock, 'a'));

@@ -53,6 +53,7 @@ struct MirrorOptions {
   double max_compress_ratio = 0.9;                       // keep raw unless LZ4 ≤ 0.9x
   bool watch = true;                                     // inotify; false: walks only
   bool walk_on_final = true;                             // size/mtime walk inside finalDelta()
+  std::uint32_t hash_threads = 2;                        // re-hash big known files in parallel
 };
 
 struct DeltaStats {
