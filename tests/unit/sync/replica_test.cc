@@ -33,6 +33,8 @@ FileMeta fileMeta(const std::string& path, std::uint64_t size) {
   FileMeta m;
   m.path = path;
   m.mode = 0644;
+  m.uid = ::geteuid();
+  m.gid = ::getegid();
   m.size = size;
   return m;
 }
