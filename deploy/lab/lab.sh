@@ -51,7 +51,7 @@ findFerryBinary() {
 installFile() {  # installFile SRC DEST: atomic replace (visible through the read-only bind)
   local tmp
   tmp="$(dirname "$2")/.$(basename "$2").tmp$$"
-  cp -L "$1" "$tmp" && mv -f "$tmp" "$2"
+  cp -L --preserve=timestamps "$1" "$tmp" && mv -f "$tmp" "$2"
 }
 
 refreshBundle() {
@@ -83,6 +83,16 @@ needShim() {
   local eff
   eff=$(awk '/^CapEff:/ {print $2}' /proc/self/status)
   (( (16#$eff >> 24) & 1 )) && echo 0 || echo 1
+}
+
+cmdBundle() {  # bundle [--if-changed]: refresh the hosts' ferry (used by `ferry lab exec`)
+  [[ -d $LAB_RUN/bundle ]] || return 0
+  if [[ ${1:-} == --if-changed ]]; then
+    local bin
+    bin=$(findFerryBinary) || return 0
+    [[ $(stat -L -c '%s %Y' "$bin") == "$(stat -c '%s %Y' "$LAB_RUN/bundle/bin/ferry" 2>/dev/null)" ]] && return 0
+  fi
+  refreshBundle
 }
 
 # ---- up -------------------------------------------------------------------------------
@@ -369,5 +379,6 @@ case "$verb" in
   down) cmdDown ;;
   status) cmdStatus "$@" ;;
   exec) cmdExec "$@" ;;
+  bundle) needRoot "lab bundle"; cmdBundle "$@" ;;
   *) usage ;;
 esac

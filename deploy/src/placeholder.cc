@@ -1,3 +1,0 @@
-namespace ferry::lab {
-// Filled in by its issue.
-}  // namespace ferry::lab
