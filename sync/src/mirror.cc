@@ -576,7 +576,15 @@ struct DirectoryMirror::Impl {
       for (auto& c : batches[k]) FERRY_TRY(sendChunk(sink, tasks[c.task], c, stats, ops));
       bool last = k + 1 == batches.size();
       unacked_info[seq] = {round_since, stats.bytes_sent - bytes_before};
-      FERRY_TRY(send(sink, BatchEnd{opt.epoch, seq, ops, final && last}, stats));
+      BatchEnd end;
+      end.epoch = opt.epoch;
+      end.seq = seq;
+      end.ops = ops;
+      end.bytes = stats.bytes_sent - bytes_before;
+      end.source_lag_ms = static_cast<std::uint64_t>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - round_since).count());
+      end.final = final && last;
+      FERRY_TRY(send(sink, std::move(end), stats));
       ++stats.batches;
     }
     return okStatus();

@@ -84,7 +84,9 @@ struct BatchBegin {
 struct BatchEnd {
   std::uint64_t epoch = 0;
   std::uint64_t seq = 0;
-  std::uint64_t ops = 0;  // number of messages between begin and end (a sanity check)
+  std::uint64_t ops = 0;            // number of messages between begin and end (a sanity check)
+  std::uint64_t bytes = 0;          // wireSize() of those messages (statistics)
+  std::uint64_t source_lag_ms = 0;  // age of the oldest change in this batch on the source
   bool final = false;
 };
 
