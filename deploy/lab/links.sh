@@ -212,7 +212,7 @@ cmdApply() {
     rm -f "$STATE/delayline.pid"
     setsid nsenter --net="/run/netns/$WIRE_NS" -- "$dl" --queue 0 --delay-us "$oneway_us" \
       --rt-priority "$DELAYLINE_RT_PRIORITY" --netns-file "/run/netns/$WIRE_NS" --pid-file "$STATE/delayline.pid" \
-      </dev/null >>"$STATE/delayline.log" 2>&1 &
+      </dev/null >>"$STATE/delayline.log" 2>&1 9>&- &  # fd 9: lab.sh's lock, never inherited
     for ((i = 0; i < 50; i++)); do
       pid=$(delaylinePid) && break
       sleep 0.1

@@ -98,6 +98,10 @@ int run(const Options& o) {
   auto log = ferry::log::get("link");
   // Wake-ups must be on time: the default 50 us timer slack would be added to every release.
   (void)::prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+  // A long-lived process must not keep its starter's descriptors: lab.sh holds its
+  // flock on fd 9 while it runs links.sh, and an inherited copy would keep the lab
+  // locked for as long as the delay line lives.
+  (void)::close_range(3, ~0U, 0);
   if (o.rtPriority > 0) {
     sched_param sp{};
     sp.sched_priority = o.rtPriority;
