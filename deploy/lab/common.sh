@@ -44,3 +44,4 @@ die() { echo "lab: $*" >&2; exit 1; }
 
 # Milliseconds since the epoch, for the timings `up` and `down` print.
 nowMs() { date +%s%3N; }
+secs() { printf '%d.%d' $(($1 / 1000)) $(($1 % 1000 / 100)); }  # ms -> "s.d"

@@ -249,18 +249,23 @@ cmdUp() {
   echo "$rootfs" >"$LAB_RUN/rootfs"
   echo "$shared" >"$LAB_RUN/shared"
   ensureWire
+  local t1 t2 t3 t4
+  t1=$(nowMs)
   for h in "${LAB_HOSTS[@]}"; do startHost "$h" "$rootfs" "$shared_dir"; done
+  t2=$(nowMs)
   shim=$(needShim)
   for h in "${LAB_HOSTS[@]}"; do
     connectHost "$h"
     inHost "$h" bash /opt/ferry/src/deploy/lab/host-setup.sh "$h" "$shim"
   done
+  t3=$(nowMs)
   local canary
   canary=$(canaryArchive "$rootfs")
   loadCanary "$canary" a
   loadCanary "$canary" b
+  t4=$(nowMs)
   applyProfile "$profile"
-  say "up: hosts ${LAB_HOSTS[*]} (rootfs $(( t_rootfs / 1000 )).$(( t_rootfs % 1000 / 100 )) s, total $(( ($(nowMs) - t0) / 1000 )).$(( ($(nowMs) - t0) % 1000 / 100 )) s)"
+  say "up: hosts ${LAB_HOSTS[*]} in $(secs $(($(nowMs) - t0))) s (rootfs $(secs "$t_rootfs"), namespaces $(secs $((t2 - t1))), network+setup $(secs $((t3 - t2))), canary image $(secs $((t4 - t3))), links $(secs $(($(nowMs) - t4))))"
 }
 
 # ---- down -----------------------------------------------------------------------------
@@ -325,7 +330,7 @@ cmdDown() {
   removeCgroups
   rm -rf --one-file-system "$LAB_VAR"
   rm -rf --one-file-system "$LAB_RUN"
-  say "down in $(( ($(nowMs) - t0) / 1000 )).$(( ($(nowMs) - t0) % 1000 / 100 )) s"
+  say "down in $(secs $(($(nowMs) - t0))) s"
 }
 
 # ---- status, exec -----------------------------------------------------------------------
