@@ -35,5 +35,13 @@ struct Message {
     committed @17 :Migration.Committed;
     abort @18 :Migration.Abort;
     rolledBack @19 :Migration.RolledBack;
+
+    resumeState @20 :Sync.ResumeState;
+    hashRequest @21 :Sync.HashRequest;
+    fileHashes @22 :Sync.FileHashes;
+    batchApplied @23 :Sync.BatchApplied;
+    manifestRequest @24 :Sync.ManifestRequest;
+    manifestChunk @25 :Sync.ManifestChunk;
+    resumeQuery @26 :Void;   # active -> standby: send your ResumeState again
   }
 }

@@ -65,6 +65,7 @@ struct BatchBegin {
   seq @1 :UInt64;
   entries @2 :UInt32;       # FileMeta + BlockData + Truncate messages that follow
   bytes @3 :UInt64;         # payload bytes that follow
+  paths @4 :List(Text);     # every path the batch may modify: the replica's intent list
 }
 
 struct BatchEnd {
@@ -73,4 +74,69 @@ struct BatchEnd {
   entries @2 :UInt32;
   bytes @3 :UInt64;
   sourceLagMs @4 :UInt64;   # age of the oldest change in this batch on the sender
+  final @5 :Bool;           # computed after the freeze: the replica is now a point-in-time copy
+}
+
+# ---- the replication handshake and acknowledgements --------------------------
+# The link delivers messages exactly once per stream epoch; these let the mirror
+# (which outlives links and restarts) know what the replica holds.
+
+# Standby -> active when the link (re)connects: what the replica holds.
+struct ResumeState {
+  epoch @0 :UInt64;             # the mirror epoch of the last applied batch
+  seq @1 :UInt64;               # last batch applied and durable
+  consistent @2 :Bool;          # false: a batch was interrupted
+  intent @3 :List(Text);        # paths the interrupted batch may have touched
+}
+
+# Active -> standby: send the block hashes of these paths (or of everything).
+struct HashRequest {
+  blockSize @0 :UInt32;
+  all @1 :Bool;
+  paths @2 :List(Text);
+}
+
+# Standby -> active: the replica's view of some paths; `last` ends the answer.
+struct FileHashes {
+  entries @0 :List(FileHashEntry);
+  last @1 :Bool;
+}
+
+struct FileHashEntry {
+  path @0 :Text;
+  exists @1 :Bool;
+  meta @2 :FileMeta;
+  hashes @3 :List(UInt64);      # XXH3-64 per block of a regular file
+}
+
+# Standby -> active: batch (epoch, seq) is applied and durable.
+struct BatchApplied {
+  epoch @0 :UInt64;
+  seq @1 :UInt64;
+}
+
+# Either way: ask for the peer's manifest of its data directory (`ferry verify`).
+struct ManifestRequest {
+  requestId @0 :UInt64;
+}
+
+# The answer, in chunks; `last` ends it.
+struct ManifestChunk {
+  requestId @0 :UInt64;
+  entries @1 :List(ManifestEntry);
+  last @2 :Bool;
+  error @3 :Text;               # non-empty: the peer could not build its manifest
+}
+
+struct ManifestEntry {
+  path @0 :Text;
+  kind @1 :FileKind;
+  mode @2 :UInt32;
+  uid @3 :UInt32;
+  gid @4 :UInt32;
+  size @5 :UInt64;
+  mtimeNs @6 :Int64;
+  linkTarget @7 :Text;
+  contentHi @8 :UInt64;         # XXH3-128 of a regular file's bytes
+  contentLo @9 :UInt64;
 }

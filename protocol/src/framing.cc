@@ -105,6 +105,13 @@ std::string bodyName(wire::Message::Body::Which which) {
     case W::COMMITTED: return "committed";
     case W::ABORT: return "abort";
     case W::ROLLED_BACK: return "rolledBack";
+    case W::RESUME_STATE: return "resumeState";
+    case W::HASH_REQUEST: return "hashRequest";
+    case W::FILE_HASHES: return "fileHashes";
+    case W::BATCH_APPLIED: return "batchApplied";
+    case W::MANIFEST_REQUEST: return "manifestRequest";
+    case W::MANIFEST_CHUNK: return "manifestChunk";
+    case W::RESUME_QUERY: return "resumeQuery";
     default: break;
   }
   return "unknown(" + std::to_string(static_cast<unsigned>(which)) + ")";

@@ -60,6 +60,11 @@ Status checkFileRef(FileUnion file, const char* field) {
   return makeError(std::string(field) + ": unknown file reference");
 }
 
+Status checkPaths(capnp::List<capnp::Text>::Reader list, const char* field) {
+  for (auto p : list) FERRY_TRY(checkPath(p, field));
+  return okStatus();
+}
+
 Status checkContainers(capnp::List<wire::ContainerRef>::Reader list, const char* field) {
   if (list.size() > 64) return makeError(std::string(field) + ": more than 64 containers");
   for (auto c : list) {
@@ -88,8 +93,35 @@ Status validateBody(wire::Message::Reader message) {
     case W::HEARTBEAT:
     case W::CREDIT:
     case W::ACK:
-    case W::BATCH_BEGIN:
-    case W::BATCH_END: return okStatus();
+    case W::BATCH_END:
+    case W::BATCH_APPLIED:
+    case W::MANIFEST_REQUEST:
+    case W::RESUME_QUERY: return okStatus();
+    case W::BATCH_BEGIN: return checkPaths(body.getBatchBegin().getPaths(), "batchBegin.paths");
+    case W::RESUME_STATE: return checkPaths(body.getResumeState().getIntent(), "resumeState.intent");
+    case W::HASH_REQUEST: {
+      auto h = body.getHashRequest();
+      if (h.getBlockSize() < 4096 || h.getBlockSize() > (16u << 20)) {
+        return makeError("hashRequest.blockSize " + std::to_string(h.getBlockSize()) + " outside 4 KiB..16 MiB");
+      }
+      return checkPaths(h.getPaths(), "hashRequest.paths");
+    }
+    case W::FILE_HASHES: {
+      for (auto e : body.getFileHashes().getEntries()) {
+        FERRY_TRY(checkPath(e.getPath(), "fileHashes.path"));
+        if (e.getMeta().getMode() > 07777) return makeError("fileHashes.meta.mode has bits beyond 07777");
+      }
+      return okStatus();
+    }
+    case W::MANIFEST_CHUNK: {
+      auto m = body.getManifestChunk();
+      FERRY_TRY(checkText(m.getError(), "manifestChunk.error", 4096, false));
+      for (auto e : m.getEntries()) {
+        FERRY_TRY(checkPath(e.getPath(), "manifestChunk.path"));
+        FERRY_TRY(checkText(e.getLinkTarget(), "manifestChunk.linkTarget", kMaxWirePathBytes, false));
+      }
+      return okStatus();
+    }
     case W::STATUS: return checkText(body.getStatus().getText(), "status.text", 4096, false);
     case W::ERROR: {
       auto e = body.getError();

@@ -57,6 +57,10 @@ TEST_P(RoundTrip, EncodesDecodesValidatesAndReencodesIdentically) {
   EXPECT_EQ(bodyName((*fromFrame)->message().getBody().which()), sample.name);
 }
 
+// The golden files hold the bytes an earlier build produced. They must still
+// decode, validate and read exactly like today's sample: the schema may only grow
+// (new fields with higher ordinals), which changes today's bytes but never the
+// meaning of old ones. FERRY_UPDATE_GOLDEN=1 rewrites them (only for a new type).
 TEST_P(RoundTrip, MatchesItsGoldenFile) {
   const Sample& sample = GetParam();
   const std::string encoded = toBytes(encodeSample(sample));
@@ -67,12 +71,14 @@ TEST_P(RoundTrip, MatchesItsGoldenFile) {
   std::ifstream in(path, std::ios::binary);
   ASSERT_TRUE(in) << "missing golden file " << path << " (FERRY_UPDATE_GOLDEN=1 writes it)";
   std::string golden((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  EXPECT_EQ(encoded, golden) << sample.name
-                             << ": the encoding changed. Wire compatibility: only add fields with higher ordinals.";
-  // And the golden bytes (an older build's output) still decode and validate.
-  auto decoded = decodeFrame(asSpan(golden));
-  ASSERT_TRUE(decoded.ok());
-  EXPECT_TRUE(validateMessage((*decoded)->message()).ok());
+  auto old = decodeFrame(asSpan(golden));
+  ASSERT_TRUE(old.ok()) << old.error().message();
+  EXPECT_TRUE(validateFrame(**old).ok());
+  auto now = decodeFrame(asSpan(encoded));
+  ASSERT_TRUE(now.ok());
+  EXPECT_EQ(std::string(kj::str((*old)->message()).cStr()), std::string(kj::str((*now)->message()).cStr()))
+      << sample.name << ": old bytes no longer read like the sample. Wire compatibility: only add fields with "
+      << "higher ordinals; never renumber, retype or remove.";
 }
 
 // Writes the fuzz seed corpus when FERRY_WRITE_CORPUS=<tests/fuzz/corpus>.
@@ -84,8 +90,10 @@ TEST_P(RoundTrip, SeedsTheFuzzCorpus) {
   fs::create_directories(fs::path(dir) / "envelope");
   std::ofstream(fs::path(dir) / "envelope" / (sample.name + ".bin"), std::ios::binary)
       << toBytes(encodeSample(sample));
+  auto body = encodeSampleBody(sample);
+  if (body.size() == 0) return;  // a Void body: only the envelope target covers it
   fs::create_directories(fs::path(dir) / sample.name);
-  std::ofstream(fs::path(dir) / sample.name / "sample.bin", std::ios::binary) << toBytes(encodeSampleBody(sample));
+  std::ofstream(fs::path(dir) / sample.name / "sample.bin", std::ios::binary) << toBytes(body);
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryMessageType, RoundTrip, ::testing::ValuesIn(samples()),
@@ -94,7 +102,7 @@ INSTANTIATE_TEST_SUITE_P(EveryMessageType, RoundTrip, ::testing::ValuesIn(sample
 TEST(Samples, CoverEveryBodyType) {
   std::set<std::string> names;
   for (const auto& s : samples()) names.insert(s.name);
-  for (uint16_t w = 1; w <= static_cast<uint16_t>(wire::Message::Body::Which::ROLLED_BACK); ++w) {
+  for (uint16_t w = 1; w <= static_cast<uint16_t>(wire::Message::Body::Which::RESUME_QUERY); ++w) {
     const std::string name = bodyName(static_cast<wire::Message::Body::Which>(w));
     EXPECT_TRUE(names.count(name)) << "no sample for " << name;
   }

@@ -5,6 +5,7 @@
 #include <spdlog/sinks/ringbuffer_sink.h>
 
 #include <algorithm>
+#include <functional>
 #include <thread>
 
 #include "ferry/base/log.h"
@@ -331,6 +332,76 @@ TEST(PeerLink, ClientRestartWithANewEpochIsANewStream) {
   EXPECT_EQ(r->epoch, 2000u);
   EXPECT_EQ(r->seq, 1u);
   EXPECT_EQ(blockIndex(*r), 77u);
+}
+
+// A paired peer that misbehaves: garbage and a path-escaping message are refused
+// (counted, answered with an Error, never delivered); the stream goes on.
+TEST(PeerLink, MalformedAndPathEscapingMessagesAreRefusedNotDelivered) {
+  Pair p;
+  auto server = startLink(p.server());
+  ASSERT_TRUE(server);
+  zmq::context_t ctx(1);
+  zmq::socket_t raw(ctx, zmq::socket_type::dealer);
+  raw.set(zmq::sockopt::linger, 0);
+  raw.set(zmq::sockopt::curve_serverkey, p.serverKeys.publicKey);
+  raw.set(zmq::sockopt::curve_publickey, p.clientKeys.publicKey);
+  raw.set(zmq::sockopt::curve_secretkey, p.clientKeys.secretKey);
+  raw.set(zmq::sockopt::rcvtimeo, 5000);
+  raw.connect(server->endpoint());
+  auto sendMsg = [&](const std::function<void(wire::Message::Builder)>& fill) {
+    capnp::MallocMessageBuilder b;
+    fill(b.initRoot<wire::Message>());
+    zmq::message_t frame = encodeFrame(b);
+    ASSERT_TRUE(raw.send(frame, zmq::send_flags::none));
+  };
+  constexpr uint64_t kEpoch = 42;
+  sendMsg([](wire::Message::Builder m) {
+    auto h = m.getBody().initHello();
+    h.setProtocolVersion(kProtocolVersion);
+    h.setMinProtocolVersion(kMinProtocolVersion);
+    h.setNodeId("rogue");
+    h.setEpoch(kEpoch);
+    h.setFirstSeq(1);
+  });
+  ASSERT_TRUE(server->waitConnected(5s).ok());
+  zmq::message_t garbage(std::string(24, '\x7f'));
+  ASSERT_TRUE(raw.send(garbage, zmq::send_flags::none));
+  sendMsg([](wire::Message::Builder m) {
+    m.setEpoch(kEpoch);
+    m.setSeq(1);
+    auto f = m.getBody().initFileMeta();
+    f.setPath("../../etc/cron.d/evil");
+    f.setKind(wire::FileKind::FILE);
+  });
+  sendMsg([](wire::Message::Builder m) {
+    m.setEpoch(kEpoch);
+    m.setSeq(2);
+    auto f = m.getBody().initFileMeta();
+    f.setPath("ok/file");
+    f.setKind(wire::FileKind::FILE);
+  });
+  auto r = server->receive(5s);
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  EXPECT_EQ(r->seq, 2u);
+  EXPECT_EQ(std::string(r->message().getBody().getFileMeta().getPath().cStr()), "ok/file");
+  EXPECT_FALSE(server->receive(200ms).ok());
+  EXPECT_EQ(server->stats().messagesRefused, 2u);
+  EXPECT_EQ(server->stats().deliveredSeq, 2u);
+
+  // The peer was told why.
+  bool sawPathRefused = false;
+  for (int i = 0; i < 50 && !sawPathRefused; ++i) {
+    zmq::message_t in;
+    if (!raw.recv(in)) break;
+    auto d = decodeFrame(std::move(in));
+    ASSERT_TRUE(d.ok());
+    auto body = (*d)->message().getBody();
+    if (body.isError() && body.getError().getCode() == wire::ErrorCode::PATH_REFUSED) {
+      sawPathRefused = true;
+      EXPECT_EQ(body.getError().getRefusedSeq(), 1u);
+    }
+  }
+  EXPECT_TRUE(sawPathRefused);
 }
 
 TEST(PeerLink, LinkControlBodiesCannotBeSentByTheApplication) {

@@ -188,6 +188,49 @@ std::vector<Sample> makeSamples() {
                  r.setReason("target restore failed");
                  setContainers(r.initContainers(2));
                }});
+  s.push_back({"resumeState", [](wire::Message::Builder m) {
+                 auto r = m.getBody().initResumeState();
+                 r.setEpoch(3);
+                 r.setSeq(41);
+                 r.setConsistent(false);
+                 auto intent = r.initIntent(2);
+                 intent.set(0, "mysql/ibdata1");
+                 intent.set(1, "www/media/a.mp4");
+               }});
+  s.push_back({"hashRequest", [](wire::Message::Builder m) {
+                 auto h = m.getBody().initHashRequest();
+                 h.setBlockSize(65536);
+                 h.initPaths(1).set(0, "mysql/ibdata1");
+               }});
+  s.push_back({"fileHashes", [](wire::Message::Builder m) {
+                 auto f = m.getBody().initFileHashes();
+                 auto e = f.initEntries(1)[0];
+                 e.setPath("mysql/ibdata1");
+                 e.setExists(true);
+                 e.getMeta().setMode(0660);
+                 e.getMeta().setSize(131072);
+                 auto h = e.initHashes(2);
+                 h.set(0, 0x1234);
+                 h.set(1, 0x5678);
+                 f.setLast(true);
+               }});
+  s.push_back({"batchApplied", [](wire::Message::Builder m) {
+                 auto b = m.getBody().initBatchApplied();
+                 b.setEpoch(3);
+                 b.setSeq(42);
+               }});
+  s.push_back({"manifestRequest", [](wire::Message::Builder m) { m.getBody().initManifestRequest().setRequestId(9); }});
+  s.push_back({"manifestChunk", [](wire::Message::Builder m) {
+                 auto c = m.getBody().initManifestChunk();
+                 c.setRequestId(9);
+                 auto e = c.initEntries(1)[0];
+                 e.setPath("www/index.php");
+                 e.setKind(wire::FileKind::FILE);
+                 e.setMode(0644);
+                 e.setSize(10);
+                 c.setLast(true);
+               }});
+  s.push_back({"resumeQuery", [](wire::Message::Builder m) { m.getBody().setResumeQuery(); }});
   return s;
 }
 
@@ -211,6 +254,7 @@ kj::Array<capnp::word> encodeSampleBody(const Sample& sample) {
   // Every non-void body is pointer 0 of the envelope (the union's shared slot).
   capnp::MallocMessageBuilder out;
   auto envStruct = capnp::toAny(env.getRoot<wire::Message>().asReader());
+  if (envStruct.getPointerSection().size() == 0 || envStruct.getPointerSection()[0].isNull()) return nullptr;
   out.getRoot<capnp::AnyPointer>().set(envStruct.getPointerSection()[0]);
   return capnp::messageToFlatArray(out);
 }

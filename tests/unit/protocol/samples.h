@@ -21,7 +21,8 @@ const std::vector<Sample>& samples();
 
 // The sample as an encoded envelope.
 kj::Array<capnp::word> encodeSample(const Sample& sample);
-// The sample's body alone as the root struct (the per-type fuzz targets' input).
+// The sample's body alone as the root struct (the per-type fuzz targets' input);
+// empty for a Void body.
 kj::Array<capnp::word> encodeSampleBody(const Sample& sample);
 
 std::string toBytes(kj::ArrayPtr<const capnp::word> words);
