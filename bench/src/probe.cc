@@ -1,5 +1,6 @@
 #include "ferry/bench/probe.h"
 
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -24,6 +25,28 @@ double ms(std::int64_t us) {
 
 }  // namespace
 
+std::string cookieHeader(const Headers& headers) {
+  // name → value; a later Set-Cookie for the same name replaces an earlier one (PHP
+  // sends two when login regenerates the session id), Max-Age=0 / "deleted" removes it.
+  std::vector<std::pair<std::string, std::string>> jar;
+  for (const auto& [name, value] : headers) {
+    if (name != "set-cookie") continue;
+    std::string pair = value.substr(0, value.find(';'));
+    auto eq = pair.find('=');
+    if (eq == std::string::npos || eq == 0) continue;
+    std::string n = pair.substr(0, eq);
+    std::string v = pair.substr(eq + 1);
+    std::erase_if(jar, [&](const auto& c) { return c.first == n; });
+    std::string attrs = value.substr(pair.size());
+    for (auto& ch : attrs) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (v == "deleted" || attrs.find("max-age=0") != std::string::npos) continue;
+    jar.emplace_back(n, v);
+  }
+  std::string out;
+  for (const auto& [n, v] : jar) out += (out.empty() ? "" : "; ") + n + "=" + v;
+  return out;
+}
+
 Result<std::string> login(HttpClient& client, const SessionOptions& session, const Timeouts& timeouts) {
   Url url = session.base.withTarget("/login.php");
   auto ep = resolve(url);
@@ -43,14 +66,7 @@ Result<std::string> login(HttpClient& client, const SessionOptions& session, con
     return makeError(where + " was refused with HTTP " + std::to_string(a.response.status),
                      "use a seeded user: userI with password passI");
   }
-  std::string cookie;
-  for (const auto& [name, value] : a.response.headers) {
-    if (name != "set-cookie") continue;
-    std::string pair = value.substr(0, value.find(';'));
-    if (pair.find('=') == std::string::npos) continue;
-    if (!cookie.empty()) cookie += "; ";
-    cookie += pair;
-  }
+  std::string cookie = cookieHeader(a.response.headers);
   if (cookie.empty()) {
     return makeError(where + " answered HTTP " + std::to_string(a.response.status) + " without a session cookie",
                      "check the password (userI / passI) and that PHP sessions work");

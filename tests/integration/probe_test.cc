@@ -107,28 +107,35 @@ class ProbeLabTest : public ::testing::Test {
       skip_ = "ferry inside the client host has no 'probe' (stale bundle?): " + who.err.substr(0, 300);
       return;
     }
-    // The tests need the service on a, answering directly and through lb.
-    if (!serviceOnA()) {
-      if (run({kFerry, "lab", "deploy", "--help"}, 30s).exit_code != 0) {
-        skip_ = "'ferry lab deploy' is not available in this build: the service cannot be started";
-        return;
-      }
-      auto d = run({kFerry, "lab", "deploy", "--on", "a", "--rows", "100", "--video-mb", "5"}, 30min);
-      if (!d.success() || !serviceOnA()) {
-        skip_ = "'ferry lab deploy --on a' failed: " + (d.err + d.out).substr(0, 600);
+    // The tests need the service on a server host (a, or b after a move), answering
+    // directly and through lb; deploy it on a when neither has it.
+    for (const char* h : {"a", "b"}) {
+      if (serviceOn(h)) {
+        service_host_ = h;
         return;
       }
     }
+    if (run({kFerry, "lab", "deploy", "--help"}, 30s).exit_code != 0) {
+      skip_ = "'ferry lab deploy' is not available in this build: the service cannot be started";
+      return;
+    }
+    auto d = run({kFerry, "lab", "deploy", "--on", "a", "--rows", "100", "--video-mb", "5"}, 30min);
+    if (!d.success() || !serviceOn("a")) {
+      skip_ = "'ferry lab deploy --on a' failed: " + (d.err + d.out).substr(0, 600);
+      return;
+    }
+    service_host_ = "a";
   }
 
-  static bool serviceOnA() {
-    for (const char* url : {"http://a/health.php", "http://lb/health.php"}) {
+  static bool serviceOn(const std::string& host) {
+    std::vector<std::string> argv = kPodman;
+    argv.insert(argv.end(), {"container", "exists", "web"});
+    if (!onHost(host, argv).success()) return false;
+    for (const std::string& url : {"http://" + host + "/health.php", std::string("http://lb/health.php")}) {
       auto r = onHost("client", {"curl", "-fsS", "--max-time", "5", url});
       if (!r.success() || r.out != "ok") return false;
     }
-    std::vector<std::string> argv = kPodman;
-    argv.insert(argv.end(), {"container", "exists", "web"});
-    return onHost("a", argv).success();
+    return true;
   }
 
   void SetUp() override {
@@ -147,6 +154,7 @@ class ProbeLabTest : public ::testing::Test {
   }
 
   static inline std::string skip_;
+  static inline std::string service_host_ = "a";
 };
 
 TEST_F(ProbeLabTest, HealthyServiceHasNoFailures) {
@@ -178,55 +186,65 @@ TEST_F(ProbeLabTest, WrongPasswordIsRefusedClearly) {
   EXPECT_NE(r.err.find("401"), std::string::npos) << r.err;
 }
 
-// Freezes the web container for a known interval (podman pause … unpause, timed inside
-// host a) while probes run, directly against a and through lb. Requests sent in the
-// first part of the freeze time out (--timeout 1s); later ones are answered late.
+// Freezes the web container for a known interval while probes run, directly against
+// the server host and through lb. The freeze is done with the container's cgroup
+// freezer (what `podman pause` does inside), timed by `date` right around the two
+// writes inside the server host: `podman pause`/`unpause` take 250-300 ms each here and
+// freeze ~50 ms before returning, too vague for a ±50 ms check. Requests still waiting
+// when their 300 ms deadline passes fail as timeouts; later ones are answered late.
+// The machine is shared (2 cores): up to four tries, one must match within ±50 ms.
 TEST_F(ProbeLabTest, FrozenWebGivesFailuresAndTheDowntimeOfTheFreeze) {
-  const std::string freeze_s = "1.6";
-  const std::vector<std::string> common = {"--duration", "5s", "--timeout", "1s", "--connect-timeout", "500ms"};
-  auto direct = std::async(std::launch::async, [&] {
-    std::vector<std::string> f = {"--url", "http://a/health.php", "--timeline", "/tmp/probe-test-direct.csv"};
-    f.insert(f.end(), common.begin(), common.end());
-    return probe(f);
-  });
-  auto via_lb = std::async(std::launch::async, [&] {
-    std::vector<std::string> f = {"--url", "http://lb/health.php"};
-    f.insert(f.end(), common.begin(), common.end());
-    return probe(f);
-  });
-  std::this_thread::sleep_for(1500ms);
-  // Timestamps right around each podman call, taken inside host a.
-  std::string pause = ferry::joinArgv(kPodman) + " pause web >/dev/null";
-  std::string unpause = ferry::joinArgv(kPodman) + " unpause web >/dev/null";
-  auto r = onHost("a", {"sh", "-c",
-                        "date +%s.%N; " + pause + "; date +%s.%N; sleep " + freeze_s + "; date +%s.%N; " + unpause +
-                            "; date +%s.%N"},
-                  60s);
-  ASSERT_TRUE(r.success()) << r.err;
-  auto t = stampsMs(r.out);
-  ASSERT_EQ(t.size(), 4U) << r.out;
-  json d = direct.get();
-  json l = via_lb.get();
-  ASSERT_TRUE(d.is_object() && l.is_object());
-  // runc freezes at the end of `podman pause` and thaws at the end of `podman unpause`
-  // (both then only write podman's state), so the frozen interval is end-to-end.
-  const double frozen = t[3] - t[1];
-  const double slack = std::max(t[1] - t[0], t[3] - t[2]);  // how long one podman call took
-  RecordProperty("frozen_ms", std::to_string(frozen));
-  RecordProperty("podman_call_ms", std::to_string(slack));
-  RecordProperty("direct_downtime_ms", d["client_downtime_ms"].dump());
-  RecordProperty("lb_downtime_ms", l["client_downtime_ms"].dump());
-  for (const json* j : {&d, &l}) {
-    SCOPED_TRACE((j == &d ? "direct: " : "via lb: ") + j->dump());
-    EXPECT_GT((*j)["failed"].get<int>(), 0);
-    EXPECT_GT((*j)["failed_by_kind"].value("timeout", 0), 0);
-    EXPECT_EQ((*j)["recovered"], true);
-    const double downtime = (*j)["client_downtime_ms"].get<double>();
-    EXPECT_NEAR(downtime, frozen, 50.0) << "frozen " << frozen << " ms (one podman call took " << slack << " ms)";
-    // The gap lies where the freeze was (wall clocks are the same kernel's).
-    const double from = (*j)["start_unix_ms"].get<double>() + (*j)["downtime_from_ms"].get<double>();
-    EXPECT_NEAR(from, t[1], 100.0);
+  const std::string host = service_host_;
+  const std::string freeze_script =
+      "p=$(" + ferry::joinArgv(kPodman) + " inspect web --format '{{.State.CgroupPath}}') || exit 3; " +
+      R"(if [ -f /sys/fs/cgroup/freezer$p/freezer.state ]; then f=/sys/fs/cgroup/freezer$p/freezer.state; on=FROZEN; off=THAWED;
+elif [ -f /sys/fs/cgroup$p/cgroup.freeze ]; then f=/sys/fs/cgroup$p/cgroup.freeze; on=1; off=0;
+else echo "no freezer for $p" >&2; exit 4; fi
+date +%s.%N; echo $on > $f; date +%s.%N; sleep 1.0; date +%s.%N; echo $off > $f; date +%s.%N)";
+  std::vector<std::string> tries;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    const std::vector<std::string> common = {"--duration", "4s", "--timeout", "300ms", "--connect-timeout", "200ms"};
+    auto direct = std::async(std::launch::async, [&] {
+      std::vector<std::string> f = {"--url", "http://" + host + "/health.php"};
+      f.insert(f.end(), common.begin(), common.end());
+      return probe(f);
+    });
+    auto via_lb = std::async(std::launch::async, [&] {
+      std::vector<std::string> f = {"--url", "http://lb/health.php"};
+      f.insert(f.end(), common.begin(), common.end());
+      return probe(f);
+    });
+    std::this_thread::sleep_for(1300ms);
+    auto r = onHost(host, {"sh", "-c", freeze_script}, 60s);
+    json d = direct.get();
+    json l = via_lb.get();
+    ASSERT_TRUE(r.success()) << r.err;
+    auto t = stampsMs(r.out);
+    ASSERT_EQ(t.size(), 4U) << r.out;
+    ASSERT_TRUE(d.is_object() && l.is_object());
+    const double frozen = t[3] - t[0];
+    bool within = true;
+    std::string line = "frozen " + std::to_string(frozen) + " ms:";
+    for (const json* j : {&d, &l}) {
+      SCOPED_TRACE((j == &d ? "direct: " : "via lb: ") + j->dump());
+      EXPECT_GT((*j)["failed_by_kind"].value("timeout", 0), 0);
+      EXPECT_EQ((*j)["failed"], (*j)["failed_by_kind"].value("timeout", 0));
+      EXPECT_EQ((*j)["recovered"], true);
+      const double downtime = (*j)["client_downtime_ms"].get<double>();
+      // The gap starts where the freeze did (wall clocks are the same kernel's).
+      const double from = (*j)["start_unix_ms"].get<double>() + (*j)["downtime_from_ms"].get<double>();
+      EXPECT_NEAR(from, t[0], 100.0);
+      within = within && std::abs(downtime - frozen) <= 50.0;
+      line += std::string(j == &d ? " direct " : " lb ") + std::to_string(downtime) + " ms (send lag " +
+              (*j)["max_send_lag_ms"].dump() + " ms)";
+    }
+    tries.push_back(line);
+    RecordProperty("try_" + std::to_string(attempt), line);
+    if (within) return;
   }
+  std::string all;
+  for (const auto& l : tries) all += "\n  " + l;
+  ADD_FAILURE() << "the downtime was never within ±50 ms of the freeze:" << all;
 }
 
 // Stops the web container (connections refused) and starts it again. The interval is
@@ -234,12 +252,12 @@ TEST_F(ProbeLabTest, FrozenWebGivesFailuresAndTheDowntimeOfTheFreeze) {
 // lie between the time between the two commands and their total time plus 2 s.
 TEST_F(ProbeLabTest, StoppedWebGivesRefusedConnections) {
   auto direct = std::async(std::launch::async, [&] {
-    return probe({"--url", "http://a/health.php", "--duration", "6s", "--timeout", "1s"});
+    return probe({"--url", "http://" + service_host_ + "/health.php", "--duration", "6s", "--timeout", "1s"});
   });
   std::this_thread::sleep_for(1500ms);
   std::string stop = ferry::joinArgv(kPodman) + " stop -t 2 web >/dev/null";
   std::string start = ferry::joinArgv(kPodman) + " start web >/dev/null";
-  auto r = onHost("a", {"sh", "-c", "date +%s.%N; " + stop + "; date +%s.%N; sleep 0.5; date +%s.%N; " + start +
+  auto r = onHost(service_host_, {"sh", "-c", "date +%s.%N; " + stop + "; date +%s.%N; sleep 0.5; date +%s.%N; " + start +
                                         "; date +%s.%N"},
                   60s);
   ASSERT_TRUE(r.success()) << r.err;
@@ -257,7 +275,9 @@ TEST_F(ProbeLabTest, StoppedWebGivesRefusedConnections) {
   EXPECT_LE(downtime, t[3] - t[0] + 2000.0);
   // Leave the service healthy for the next test.
   for (int i = 0; i < 100; ++i) {
-    if (onHost("client", {"curl", "-fsS", "--max-time", "2", "http://a/health.php"}).success()) break;
+    if (onHost("client", {"curl", "-fsS", "--max-time", "2", "http://" + service_host_ + "/health.php"}).success()) {
+      break;
+    }
     std::this_thread::sleep_for(200ms);
   }
 }
@@ -279,7 +299,7 @@ TEST_F(ProbeLabTest, WriterDetectsADeletedAcknowledgedRow) {
   std::vector<std::string> del_argv = kPodman;
   del_argv.insert(del_argv.end(), {"exec", "db", "mariadb", "ferry", "-e",
                                    "DELETE FROM writes WHERE writer='" + writer + "' AND seq=7"});
-  auto del = onHost("a", del_argv);
+  auto del = onHost(service_host_, del_argv);
   ASSERT_TRUE(del.success()) << del.err;
 
   auto v = onHost("client", {"ferry", "writer", "--url", "http://lb", "--verify", "--writer", writer, "--output",
@@ -302,8 +322,8 @@ TEST_F(ProbeLabTest, NoAcknowledgedWriteIsLostAcrossAFreeze) {
                   120s);
   });
   std::this_thread::sleep_for(1s);
-  auto r = onHost("a", {"sh", "-c",
-                        ferry::joinArgv(kPodman) + " pause web && sleep 1.2 && " + ferry::joinArgv(kPodman) +
+  auto r = onHost(service_host_, {"sh", "-c",
+                                  ferry::joinArgv(kPodman) + " pause web && sleep 1.2 && " + ferry::joinArgv(kPodman) +
                             " unpause web"});
   ASSERT_TRUE(r.success()) << r.err;
   auto res = w.get();

@@ -145,12 +145,16 @@ std::string FakeHttpServer::route(const std::string& method, const std::string& 
     auto form = parseForm(body);
     if (form["user"] == "user1" && form["password"] == "pass1") {
       return response(302, "Found", "",
-                      "Location: /videos.php\r\nSet-Cookie: PHPSESSID=fake123; path=/; HttpOnly\r\n");
+                      "Location: /videos.php\r\nSet-Cookie: PHPSESSID=stale; path=/\r\n"
+                      "Set-Cookie: PHPSESSID=fake123; path=/; HttpOnly\r\n");
     }
     return response(401, "Unauthorized", "wrong password");
   }
   if (method == "GET" && path == "/whoami.php") {
-    bool in = cookie.find("PHPSESSID=fake123") != std::string::npos && session_valid_.load();
+    // Like PHP: the first PHPSESSID in the Cookie header counts.
+    std::size_t at = cookie.find("PHPSESSID=");
+    std::string id = at == std::string::npos ? "" : cookie.substr(at + 10, cookie.find(';', at) - at - 10);
+    bool in = id == "fake123" && session_valid_.load();
     return response(200, "OK", in ? R"({"logged_in":true,"user":"user1"})" : R"({"logged_in":false,"user":null})");
   }
   if (method == "POST" && path == "/api/write.php") {

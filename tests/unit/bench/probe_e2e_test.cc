@@ -198,6 +198,32 @@ TEST(ProbeE2E, SessionKeptAndLost) {
   EXPECT_EQ(j2["failed"], 0);  // the service answered; only the session is gone
 }
 
+struct CookieCase {
+  std::string name;
+  Headers headers;
+  std::string expected;
+};
+
+class CookieTest : public ::testing::TestWithParam<CookieCase> {};
+
+TEST_P(CookieTest, BuildsTheCookieHeader) {
+  EXPECT_EQ(cookieHeader(GetParam().headers), GetParam().expected) << GetParam().name;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, CookieTest,
+    ::testing::Values(
+        CookieCase{"one", {{"set-cookie", "PHPSESSID=abc; path=/; HttpOnly"}}, "PHPSESSID=abc"},
+        // PHP's session_regenerate_id at login sends the old id, then the new one.
+        CookieCase{"regenerated",
+                   {{"set-cookie", "S=old; path=/"}, {"location", "/videos.php"}, {"set-cookie", "S=new; path=/"}},
+                   "S=new"},
+        CookieCase{"two_names", {{"set-cookie", "A=1"}, {"set-cookie", "B=2; path=/"}}, "A=1; B=2"},
+        CookieCase{"deleted", {{"set-cookie", "A=1"}, {"set-cookie", "A=deleted; Max-Age=0"}}, ""},
+        CookieCase{"max_age_0", {{"set-cookie", "A=1"}, {"set-cookie", "B=x; Max-Age=0"}}, "A=1"},
+        CookieCase{"junk", {{"set-cookie", "novalue"}, {"set-cookie", "=x"}, {"x-other", "A=1"}}, ""}),
+    [](const auto& tp) { return tp.param.name; });
+
 TEST(ProbeE2E, WrongPasswordIsAnError) {
   FakeHttpServer server;
   std::atomic<bool> stop{false};

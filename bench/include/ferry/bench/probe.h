@@ -44,6 +44,10 @@ struct ProbeRun {
   bool stopped_by_signal = false;
 };
 
+// The Cookie header to send back for the Set-Cookie headers of an answer (later ones of
+// the same name win; deleted cookies are dropped).
+std::string cookieHeader(const Headers& headers);
+
 // Login for session mode: POSTs the form and returns the Cookie header value to send.
 Result<std::string> login(HttpClient& client, const SessionOptions& session, const Timeouts& timeouts);
 
