@@ -103,7 +103,9 @@ TEST(LabValidateExec, Table) {
     SCOPED_TRACE(c.host);
     auto s = validateExec(c.host, c.command);
     EXPECT_EQ(s.ok(), c.ok);
-    if (!s.ok()) EXPECT_NE(s.error().what.find(c.what_contains), std::string::npos) << s.error().message();
+    if (!s.ok()) {
+      EXPECT_NE(s.error().what.find(c.what_contains), std::string::npos) << s.error().message();
+    }
   }
   auto s = validateHost("nowhere");
   ASSERT_FALSE(s.ok());
