@@ -53,7 +53,17 @@ printf '%s\n' 'pid file = /run/ferry-move/rsyncd.pid' 'port = 8873' 'use chroot 
   >"/proc/$(host_pid "$to")/root$rsync_conf"
 on_host "$to" rsync --daemon --config="$rsync_conf" || die "rsync daemon did not start on $to"
 for _ in $(seq 50); do on_host "$from" rsync "rsync://$to:8873/" >/dev/null 2>&1 && break; sleep 0.1; done
-sync_data() { on_host "$from" rsync -a --delete "$DATA_DIR/" "rsync://$to:8873/data/"; }
+# Pre-dump: rsync's quick check, with nanosecond mtimes (--modify-window=-1; the default
+# compares whole seconds and misses a same-size file rewritten within that second).
+sync_data() { on_host "$from" rsync -a --delete --modify-window=-1 "$DATA_DIR/" "rsync://$to:8873/data/"; }
+# Post-dump: the database files and sessions must be byte-identical to what the frozen
+# processes saw (CRIU also checks sizes), so those are compared by checksum.
+sync_data_final() {
+  on_host "$from" rsync -a --delete --modify-window=-1 --exclude /mysql/ --exclude /www/sessions/ \
+    "$DATA_DIR/" "rsync://$to:8873/data/" &&
+    on_host "$from" rsync -a --delete --checksum "$DATA_DIR/mysql/" "rsync://$to:8873/data/mysql/" &&
+    on_host "$from" rsync -a --delete --checksum "$DATA_DIR/www/sessions/" "rsync://$to:8873/data/www/sessions/"
+}
 
 # A curl session logged in before the move; optionally the browser too.
 on_host client curl -fsS -o /dev/null --max-time 5 -c /tmp/ferry-move-cookies -d user=user2 -d password=pass2 \
@@ -88,7 +98,7 @@ done
 on_host "$from" rsync -a "$cp_dir/" "rsync://$to:8873/cp/" || die "copy of the checkpoints to $to failed"
 T[copy_cp]=$(now)
 cp_bytes=$(on_host "$from" sh -c "stat -c %s $cp_dir/web.tar $cp_dir/db.tar" | paste -sd' ')
-sync_data || die "post-dump rsync $from → $to failed"
+sync_data_final || die "post-dump rsync $from → $to failed"
 T[post_sync]=$(now)
 for c in db web; do
   hpodman "$to" container restore --import "$cp_dir/$c.tar" --tcp-established --file-locks --print-stats \
