@@ -117,7 +117,7 @@ TEST(PeerLink, PairedPeersConnectAndMessagesFlowInOrderBothWays) {
   ASSERT_TRUE(server->waitConnected(5s).ok());
 
   constexpr uint64_t kCount = 300;
-  std::thread sender([&] {
+  std::jthread sender([&] {
     for (uint64_t i = 1; i <= kCount; ++i) {
       auto seq = sendBlock(*client, i, 1000 + i);
       ASSERT_TRUE(seq.ok()) << seq.error().message();
@@ -218,7 +218,7 @@ TEST(PeerLink, CreditCapsBytesInFlightWithASlowReceiver) {
 
   constexpr uint64_t kCount = 120;
   constexpr size_t kBlock = 16 * 1024;
-  std::thread sender([&] {
+  std::jthread sender([&] {
     for (uint64_t i = 1; i <= kCount; ++i) ASSERT_TRUE(sendBlock(*client, i, kBlock, 20s).ok());
   });
   for (uint64_t i = 1; i <= kCount; ++i) {
