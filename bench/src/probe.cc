@@ -19,6 +19,9 @@ std::int64_t usBetween(Clock::time_point from, Clock::time_point to) {
   return duration_cast<microseconds>(to - from).count();
 }
 
+// How far behind schedule the probe still catches up instead of skipping slots.
+constexpr auto kMaxCatchUp = std::chrono::milliseconds(20);
+
 double ms(std::int64_t us) {
   return std::round(static_cast<double>(us)) / 1e3;
 }
@@ -153,8 +156,11 @@ Result<ProbeRun> runProbe(const ProbeOptions& options, const std::atomic<bool>& 
     if (now >= end) break;
     if (now >= next_due) {
       run.max_send_lag_us = std::max(run.max_send_lag_us, usBetween(next_due, now));
-      // Fell behind by whole intervals (descheduled): skip those slots, never burst.
-      if (now - next_due >= options.interval) {
+      // A little late (a wake-up delayed by a busy CPU): catch up, sending the missed
+      // slots back to back — records carry their real send times. Far behind (the
+      // probe was descheduled): skip those slots rather than send a burst.
+      const auto max_catch_up = std::max<Clock::duration>(options.interval, kMaxCatchUp);
+      if (now - next_due > max_catch_up) {
         auto behind = (now - next_due) / options.interval;
         run.skipped_slots += behind;
         next_due += behind * options.interval;

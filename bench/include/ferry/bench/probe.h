@@ -38,7 +38,7 @@ struct ProbeRun {
   std::vector<ProbeRecord> records;  // in send order
   std::int64_t start_unix_us = 0;    // wall-clock time of the probe's start (time 0)
   std::int64_t window_end_us = 0;    // when sending stopped, µs after the start
-  std::int64_t skipped_slots = 0;    // send slots skipped because the probe fell behind
+  std::int64_t skipped_slots = 0;    // send slots skipped: the probe fell > max(interval, 20 ms) behind
   std::int64_t max_send_lag_us = 0;  // worst lateness of a send against its slot: when this
                                      // nears the downtime, the probe itself was stalled (CPU)
   bool stopped_by_signal = false;
