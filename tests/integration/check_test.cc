@@ -114,8 +114,6 @@ TEST_P(CheckHostTest, CriuModernNoPrecopyPostcopyAvailable) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Hosts, CheckHostTest, ::testing::Values("a", "b"));
-
 TEST_F(CheckTest, HumanTableMarksWhatIsMissing) {
   auto r = run({kFerry, "check", "--host", "a"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
@@ -140,8 +138,9 @@ TEST_F(CheckTest, PeerAToBIsRestorable) {
   EXPECT_NE(text.out.find("verdict: yes"), std::string::npos) << text.out << text.err;
 }
 
-TEST_F(CheckTest, DeepPassesOnAAndLeavesNothingBehind) {
-  auto r = run({kFerry, "check", "--host", "a", "--deep", "--output", "json"}, 10min);
+TEST_P(CheckHostTest, DeepPassesAndLeavesNothingBehind) {
+  const std::string host = GetParam();
+  auto r = run({kFerry, "check", "--host", host, "--deep", "--output", "json"}, 10min);
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   auto j = parse(r.out);
   ASSERT_TRUE(j.is_object()) << r.out << r.err;
@@ -153,11 +152,15 @@ TEST_F(CheckTest, DeepPassesOnAAndLeavesNothingBehind) {
   EXPECT_EQ(steps, (std::vector<std::string>{"image", "stage flock", "start canary", "checkpoint", "remove",
                                              "restore", "verify", "cleanup"}));
 
-  auto ps = run({kFerry, "lab", "exec", "a", "--", "podman", "ps", "-a", "--format", "{{.Names}}"});
+  auto ps = run({kFerry, "lab", "exec", host, "--", "podman", "ps", "-a", "--format", "{{.Names}}"});
+  EXPECT_TRUE(ps.success()) << ps.err;
   EXPECT_EQ(ps.out.find("ferry-check-canary"), std::string::npos) << ps.out;
-  auto tmp = run({kFerry, "lab", "exec", "a", "--", "sh", "-c", "ls -d /tmp/ferry-check-* 2>/dev/null; true"});
-  EXPECT_EQ(tmp.out, "") << "staging directories left in a's /tmp";
+  auto tmp = run({kFerry, "lab", "exec", host, "--", "sh", "-c", "ls -d /tmp/ferry-check-* 2>/dev/null; true"});
+  EXPECT_TRUE(tmp.success()) << tmp.err;
+  EXPECT_EQ(tmp.out, "") << "staging directories left in " << host << "'s /tmp";
 }
+
+INSTANTIATE_TEST_SUITE_P(Hosts, CheckHostTest, ::testing::Values("a", "b"));
 
 struct BadInput {
   std::vector<std::string> args;
