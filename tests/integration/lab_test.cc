@@ -67,7 +67,7 @@ std::set<std::string> machineSnapshot() {
     for (std::string line; std::getline(in, line);) out.insert("mount " + line);
   }
   {
-    std::istringstream in(run({"pgrep", "-fa", "^(ferry-lab-holder|/usr/bin/conmon|ferry-delayline)"}).out);
+    std::istringstream in(run({"pgrep", "-fa", "^(ferry-lab-holder|/usr/bin/conmon)|(^|/)ferry-delayline( |$)"}).out);
     for (std::string line; std::getline(in, line);) out.insert("process " + line);
   }
   for (const auto& ctl : std::filesystem::directory_iterator("/sys/fs/cgroup")) {
@@ -131,6 +131,17 @@ TEST_F(LabTest, UpIsIdempotent) {
   ASSERT_EQ(up.exit_code, 0) << up.err;
   auto status2 = nlohmann::json::parse(ferryCmd({"lab", "status", "--output", "json"}).out);
   EXPECT_EQ(status1["hosts"], status2["hosts"]) << "a second up must keep the running hosts";
+}
+
+TEST_F(LabTest, SharedStorageIsOneDirectoryInAAndB) {
+  auto up = ferryCmd({"lab", "up", "--shared-storage"}, minutes(30));
+  ASSERT_EQ(up.exit_code, 0) << up.err;
+  EXPECT_EQ(inHost("a", {"sh", "-c", "echo from-a > /srv/ferry-shared/lab-test"}).exit_code, 0);
+  EXPECT_EQ(inHost("b", {"cat", "/srv/ferry-shared/lab-test"}).out, "from-a\n");
+  EXPECT_NE(inHost("lb", {"ls", "/srv/ferry-shared/lab-test"}).exit_code, 0) << "only a and b share it";
+  up = ferryCmd({"lab", "up"}, minutes(30));  // back to the default lab for the next tests
+  ASSERT_EQ(up.exit_code, 0) << up.err;
+  EXPECT_NE(inHost("b", {"ls", "/srv/ferry-shared/lab-test"}).exit_code, 0);
 }
 
 TEST_F(LabTest, StatusJsonListsTheHosts) {
