@@ -1,7 +1,8 @@
 // ferry_sync_bench: in-process benchmark of the mirroring engine against rsync.
 //
-// No network: DirectoryMirror -> LoopbackLink -> ReplicaWriter in one process, the
-// replica fsyncs every batch. rsync runs local to local with
+// No network: DirectoryMirror -> ThreadedLoopbackLink -> ReplicaWriter in one process
+// (the replica applies on its own thread, as another host would); the replica fsyncs
+// every batch. rsync runs local to local with
 // `-a --inplace --no-whole-file --cc=xxh128 --fsync`, the same durability.
 //
 //   initial   full copy of a tree of video-like (incompressible) files: time, bytes, CPU
@@ -153,10 +154,13 @@ void checkIdentical(const fs::path& a, const fs::path& b, const std::string& wha
   }
 }
 
+// Source and replica as two "hosts" in one process: the replica applies on its own
+// thread behind a bounded window (ThreadedLoopbackLink), like the real link.
 struct Engine {
   std::unique_ptr<DirectoryMirror> mirror;
   std::unique_ptr<ReplicaWriter> replica;
-  std::unique_ptr<LoopbackLink> link;
+  std::unique_ptr<LoopbackLink> link;  // for the resume handshake
+  std::unique_ptr<ThreadedLoopbackLink> tlink;
 };
 
 Engine makeEngine(const fs::path& src, const fs::path& dst, const fs::path& state, std::uint32_t block) {
@@ -172,26 +176,9 @@ Engine makeEngine(const fs::path& src, const fs::path& dst, const fs::path& stat
   e.link = std::make_unique<LoopbackLink>(*e.mirror, *e.replica);
   Status s = e.link->reconnect(*e.replica);
   if (!s.ok()) die(s.error().message());
+  e.tlink = std::make_unique<ThreadedLoopbackLink>(*e.mirror, *e.replica);
   return e;
 }
-
-// Wraps the loopback link to split the freeze time: source work (walk, read, hash,
-// compress) vs replica work (write blocks; fsync + state file at BatchEnd).
-class TimedSink : public DeltaSink {
- public:
-  explicit TimedSink(DeltaSink& inner) : inner_(inner) {}
-  Status send(Message m) override {
-    bool end = std::holds_alternative<BatchEnd>(m);
-    double t0 = now();
-    Status s = inner_.send(std::move(m));
-    (end ? commit : apply) += now() - t0;
-    return s;
-  }
-  double apply = 0, commit = 0;
-
- private:
-  DeltaSink& inner_;
-};
 
 struct RsyncRun {
   double seconds = 0, cpu = 0;
@@ -259,11 +246,13 @@ void benchInitial(const Config& c) {
     ::sync();
     double c0 = cpuSelf(), t0 = now();
     Engine e = makeEngine(base / "src", base / "dst", base / "state", c.block_kib * 1024);
-    auto r = e.mirror->computeDelta(*e.link);
+    auto r = e.mirror->computeDelta(*e.tlink);
     if (!r.ok()) die(r.error().message());
+    Status f = e.tlink->flush();
+    if (!f.ok()) die(f.error().message());
     ft.push_back(now() - t0);
     fc.push_back(cpuSelf() - c0);
-    fb = e.link->counters().wire_bytes;
+    fb = e.tlink->wireBytes();
     checkIdentical(base / "src", base / "dst", "ferry initial sync");
     if (c.rsync) {
       fs::remove_all(base / "rsync");
@@ -297,8 +286,9 @@ void benchFreeze(const Config& c) {
   // A few small files so the directory looks like a data directory.
   for (int i = 0; i < 20; ++i) writeRandomFile(base / "src" / ("t" + std::to_string(i) + ".frm"), 4096, 7 + static_cast<std::uint64_t>(i));
   Engine e = makeEngine(base / "src", base / "dst", base / "state", c.block_kib * 1024);
-  auto first = e.mirror->computeDelta(*e.link);
+  auto first = e.mirror->computeDelta(*e.tlink);
   if (!first.ok()) die(first.error().message());
+  if (Status f = e.tlink->flush(); !f.ok()) die(f.error().message());
   if (c.rsync) {
     RsyncRun rr = runRsync(base / "src", base / "rsync");
     (void)rr;
@@ -307,16 +297,16 @@ void benchFreeze(const Config& c) {
   std::printf("\n## freeze-time final delta: %llu MiB file, X MiB rewritten in place (O_DIRECT) since the last round\n",
               static_cast<unsigned long long>(c.file_mib));
   std::printf("block size %u KiB; ferry = finalDelta() (drain inotify, stat walk, re-hash touched files, send changed "
-              "blocks, replica writes + fsync); rsync = -a --inplace --no-whole-file --cc=xxh128 --fsync --modify-window=-1, same change\n",
+              "blocks) until the replica thread has written, fsynced and recorded the final batch; rsync = -a --inplace --no-whole-file --cc=xxh128 --fsync --modify-window=-1, same change\n",
               c.block_kib);
-  std::printf("| pattern | X MiB | cache | ferry ms (median [min-max]) | source / replica write / fsync ms | ferry read MiB | "
+  std::printf("| pattern | X MiB | cache | ferry ms (median [min-max]) | source done / replica tail ms | ferry read MiB | "
               "ferry sent MiB | ferry CPU ms | rsync ms (median [min-max]) | rsync sent MiB | rsync CPU ms |\n"
               "|---|---|---|---|---|---|---|---|---|---|---|\n");
   std::uint64_t seed = 1;
   for (const auto& pattern : c.patterns) {
     for (auto mib : c.changes_mib) {
       for (int cold = 0; cold <= (c.cold ? 1 : 0); ++cold) {
-        std::vector<double> ft, fcpu, rt, rcpu, fsrc, fwrite, fsync;
+        std::vector<double> ft, fcpu, rt, rcpu, fsrc, ftail;
         double fread = 0, fsent = 0, rsent = 0;
         for (int k = 0; k < c.repeat; ++k) {
           rewrite(base / "src" / "ibdata1", file_bytes, mib, pattern, seed++);
@@ -324,14 +314,14 @@ void benchFreeze(const Config& c) {
             dropCache(base / "src");
             dropCache(base / "dst");
           }
-          TimedSink timed(*e.link);
           double c0 = cpuSelf(), t0 = now();
-          auto r = e.mirror->finalDelta(timed);
-          double t1 = now();
-          fsrc.push_back(t1 - t0 - timed.apply - timed.commit);
-          fwrite.push_back(timed.apply);
-          fsync.push_back(timed.commit);
+          auto r = e.mirror->finalDelta(*e.tlink);
+          double t_src = now();
           if (!r.ok()) die(r.error().message());
+          if (Status f = e.tlink->flush(); !f.ok()) die(f.error().message());
+          double t1 = now();
+          fsrc.push_back(t_src - t0);
+          ftail.push_back(t1 - t_src);
           if (!e.replica->finalApplied()) die("replica did not reach the final state");
           ft.push_back(t1 - t0);
           fcpu.push_back(cpuSelf() - c0);
@@ -350,9 +340,9 @@ void benchFreeze(const Config& c) {
             checkIdentical(base / "src", base / "rsync", "rsync freeze delta");
           }
         }
-        std::printf("| %s | %llu | %s | %s | %.0f / %.0f / %.0f | %.0f | %.1f | %.0f | %s | %.1f | %.0f |\n",
+        std::printf("| %s | %llu | %s | %s | %.0f / %.0f | %.0f | %.1f | %.0f | %s | %.1f | %.0f |\n",
                     pattern.c_str(), static_cast<unsigned long long>(mib), cold ? "cold" : "warm",
-                    spread(ft, 1000, 0).c_str(), median(fsrc) * 1000, median(fwrite) * 1000, median(fsync) * 1000, fread, fsent, median(fcpu) * 1000,
+                    spread(ft, 1000, 0).c_str(), median(fsrc) * 1000, median(ftail) * 1000, fread, fsent, median(fcpu) * 1000,
                     c.rsync ? spread(rt, 1000, 0).c_str() : "-", rsent, median(rcpu) * 1000);
         std::fflush(stdout);
       }

@@ -698,6 +698,10 @@ struct DirectoryMirror::Impl {
     if (e.hashes.size() != blockCount(l.size, opt.block_size)) e.hashes.resize(blockCount(l.size, opt.block_size));
     bool changed_under_us = false;
     ++stats.files_hashed;
+    // Incompressible data (video, encrypted or compressed pages) is skipped cheaply:
+    // after 4 blocks in a row that LZ4 could not shrink, only every 16th block is tried.
+    std::uint32_t lz4_misses = 0;
+    std::uint64_t lz4_skipped = 0;
     auto sendBlock = [&](const BlockView& v) -> Status {
       if (e.hashes[v.index] == v.hash && v.hash != kUnknownHash) return okStatus();
       Block b;
@@ -709,7 +713,9 @@ struct DirectoryMirror::Impl {
         b.compression = Compression::kZeros;
         ++stats.zero_blocks;
       } else {
-        encodeBlock(v.data, v.length, opt.compress, opt.max_compress_ratio, b);
+        bool try_lz4 = opt.compress && (lz4_misses < 4 || ++lz4_skipped % 16 == 0);
+        encodeBlock(v.data, v.length, try_lz4, opt.max_compress_ratio, b);
+        if (try_lz4) lz4_misses = b.compression == Compression::kLz4 ? 0 : lz4_misses + 1;
         ++stats.blocks_sent;
         stats.bytes_raw += v.length;
       }

@@ -64,4 +64,76 @@ Status LoopbackLink::reconnect(ReplicaWriter& replica) {
   return mirror_.resume(state, *hashes);
 }
 
+ThreadedLoopbackLink::ThreadedLoopbackLink(DirectoryMirror& mirror, ReplicaWriter& replica, std::size_t window)
+    : mirror_(mirror), replica_(replica), window_(window == 0 ? 1 : window) {
+  thread_ = std::thread([this] { run(); });
+}
+
+ThreadedLoopbackLink::~ThreadedLoopbackLink() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void ThreadedLoopbackLink::run() {
+  for (;;) {
+    Message m;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stop_ and drained
+      m = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    const auto* end = std::get_if<BatchEnd>(&m);
+    std::uint64_t epoch = end ? end->epoch : 0, seq = end ? end->seq : 0;
+    Status s = error_ ? okStatus() : replica_.apply(m);
+    {
+      std::lock_guard lock(mu_);
+      if (!s.ok() && !error_) error_ = s.error();
+      if (s.ok() && end && !error_) acks_.emplace_back(epoch, seq);
+      --in_flight_;
+    }
+    cv_.notify_all();
+  }
+}
+
+void ThreadedLoopbackLink::deliverAcks() {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> acks;
+  {
+    std::lock_guard lock(mu_);
+    acks.swap(acks_);
+  }
+  for (auto& [e, q] : acks) mirror_.acknowledge(e, q);
+}
+
+Status ThreadedLoopbackLink::send(Message message) {
+  wire_bytes_ += wireSize(message);
+  {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_for(lock, std::chrono::minutes(5), [&] { return error_ || in_flight_ < window_; }))
+      return makeError("threaded loopback link: the replica took no message for 5 minutes");
+    if (error_) return *error_;
+    queue_.push_back(std::move(message));
+    ++in_flight_;
+  }
+  cv_.notify_all();
+  deliverAcks();
+  return okStatus();
+}
+
+Status ThreadedLoopbackLink::flush(std::chrono::milliseconds timeout) {
+  {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_for(lock, timeout, [&] { return error_ || in_flight_ == 0; }))
+      return makeError("threaded loopback link: replica did not drain in time");
+    if (error_) return *error_;
+  }
+  deliverAcks();
+  return okStatus();
+}
+
 }  // namespace ferry::sync

@@ -265,6 +265,28 @@ TEST(Mirror, FinalDeltaMarksAPointInTimeCopy) {
   EXPECT_EQ(differences(t.src(), t.dst()), "");
 }
 
+TEST(Mirror, ThreadedLinkAppliesOnAnotherThreadAndAcknowledges) {
+  TempTrees t;
+  baseTree(t.src());
+  for (int i = 0; i < 4; ++i) writeFile(t.src() / ("f" + std::to_string(i)), randomBytes(300 * kBlock, 40 + static_cast<std::uint64_t>(i)));
+  MirrorOptions mo;
+  mo.max_batch_bytes = 64 * kBlock;
+  Pair p(t, mo);
+  {
+    ThreadedLoopbackLink link(*p.mirror, *p.replica, 8);
+    auto r = p.mirror->computeDelta(link);
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    ASSERT_TRUE(link.flush().ok());
+    EXPECT_EQ(p.mirror->lastAckedSeq(), p.mirror->lastSentSeq());
+    writeAt(t.src() / "f2", 5 * kBlock, "x");
+    r = p.mirror->finalDelta(link);
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE(link.flush().ok());
+  }
+  EXPECT_TRUE(p.replica->finalApplied());
+  EXPECT_EQ(differences(t.src(), t.dst()), "");
+}
+
 TEST(Mirror, LagShowsPendingChangesUntilTheyAreShipped) {
   TempTrees t;
   baseTree(t.src());

@@ -2,8 +2,14 @@
 // ReplicaWriter without a network, and RocksDB-style crash points.
 #pragma once
 
+#include <condition_variable>
+#include <chrono>
 #include <cstdint>
+#include <deque>
 #include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
 #include <string>
 #include <string_view>
 
@@ -56,6 +62,40 @@ class LoopbackLink : public DeltaSink {
   FaultInjector* faults_;
   bool cut_ = false;
   Counters counters_;
+};
+
+// Like LoopbackLink, but the replica applies messages on its own thread, as on another
+// host: the source never has more than `window` messages in flight (credit-based flow
+// control, as the real link). Acknowledgements reach the mirror on the caller's thread,
+// in send() and flush(). For benchmarks that want source and replica to overlap.
+class ThreadedLoopbackLink : public DeltaSink {
+ public:
+  ThreadedLoopbackLink(DirectoryMirror& mirror, ReplicaWriter& replica, std::size_t window = 256);
+  ~ThreadedLoopbackLink() override;
+  ThreadedLoopbackLink(const ThreadedLoopbackLink&) = delete;
+  ThreadedLoopbackLink& operator=(const ThreadedLoopbackLink&) = delete;
+
+  Status send(Message message) override;
+  // Waits (at most `timeout`) until every message sent is applied; delivers the acks.
+  Status flush(std::chrono::milliseconds timeout = std::chrono::minutes(5));
+  [[nodiscard]] std::uint64_t wireBytes() const { return wire_bytes_; }
+
+ private:
+  void run();
+  void deliverAcks();
+
+  DirectoryMirror& mirror_;
+  ReplicaWriter& replica_;
+  std::size_t window_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Message> queue_;
+  std::size_t in_flight_ = 0;
+  bool stop_ = false;
+  std::optional<Error> error_;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> acks_;
+  std::uint64_t wire_bytes_ = 0;
+  std::thread thread_;
 };
 
 }  // namespace ferry::sync
