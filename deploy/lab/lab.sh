@@ -50,6 +50,7 @@ findFerryBinary() {
 
 installFile() {  # installFile SRC DEST: atomic replace (visible through the read-only bind)
   local tmp
+  [[ -f $2 && $(stat -L -c '%s %Y' "$1") == "$(stat -c '%s %Y' "$2")" ]] && return 0  # unchanged
   tmp="$(dirname "$2")/.$(basename "$2").tmp$$"
   cp -L --preserve=timestamps "$1" "$tmp" && mv -f "$tmp" "$2"
 }
