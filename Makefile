@@ -7,7 +7,7 @@ CMAKE_FLAGS ?=
 FERRY := $(CURDIR)/$(BUILD)/node/ferry
 
 .DEFAULT_GOAL := help
-.PHONY: help deps build test test-unit test-sanitizers test-integration demo lint format tidy clean lab-up lab-down
+.PHONY: help deps build test test-unit test-sanitizers test-integration fuzz-smoke demo lint format clean lab-up lab-down
 
 help: ## list the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  make %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -21,9 +21,10 @@ $(BUILD)/build.ninja:
 build: $(BUILD)/build.ninja ## configure and build everything (warnings are errors)
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: build ## unit tests, sanitizer builds of them, then the privileged lab integration tests
+test: build ## unit tests, sanitizer builds, a short libFuzzer run, then the privileged lab integration tests
 	$(MAKE) test-unit
 	$(MAKE) test-sanitizers
+	$(MAKE) fuzz-smoke FUZZ_SECONDS=3
 	$(MAKE) test-integration
 
 test-unit: build ## unit tests only (fast, unprivileged)
@@ -37,8 +38,13 @@ test-sanitizers: ## unit tests under ASan+UBSan and under TSan
 	cmake --build $(BUILD)-tsan -j $(JOBS) --target ferry_unit_tests
 	TSAN_OPTIONS=halt_on_error=1 ctest --test-dir $(BUILD)-tsan -L unit --output-on-failure -j $(JOBS)
 
-test-integration: build ## lab integration tests: real namespaces, Podman, runc, CRIU (root)
-	ctest --test-dir $(BUILD) -L integration --output-on-failure
+test-integration: build ## lab integration tests: real namespaces, Podman, runc, CRIU (root); the lab is taken down after
+	status=0; ctest --test-dir $(BUILD) -L integration --output-on-failure || status=$$?; \
+	  $(FERRY) lab down || status=1; exit $$status
+
+FUZZ_SECONDS ?= 20
+fuzz-smoke: ## build the libFuzzer targets with clang and run each briefly (FUZZ_SECONDS, default 20)
+	tests/fuzz/smoke.sh $(BUILD)-fuzz $(FUZZ_SECONDS)
 
 demo: build ## build, bring the lab up, move a live container from a to b, show the result
 	FERRY=$(FERRY) deploy/demo.sh
@@ -56,4 +62,4 @@ format: ## rewrite the sources with clang-format
 	git ls-files '*.cc' '*.h' | xargs clang-format -i
 
 clean: ## remove build directories
-	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-tsan
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-tsan $(BUILD)-fuzz

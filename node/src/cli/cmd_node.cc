@@ -1,10 +1,147 @@
+// ferry node run | status | sync --flush | verify
+#include <csignal>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
 #include "cli.h"
+#include "ferry/base/log.h"
+#include "ferry/node/config.h"
+#include "ferry/node/control.h"
+#include "ferry/node/node.h"
 
 namespace ferry::cli {
+namespace {
+
+constexpr const char* kDefaultConfig = "/etc/ferry/node.conf";
+
+struct NodeFlags {
+  std::string config = kDefaultConfig;
+  std::string socket;  // empty: from the config (or its default)
+  std::string output = "text";
+  bool flush = false;
+  int timeout_s = 60;
+};
+
+std::filesystem::path controlSocket(const NodeFlags& f) {
+  if (!f.socket.empty()) return f.socket;
+  auto c = node::loadConfig(f.config, /*missing_ok=*/true);
+  return c ? c->control_socket : node::NodeConfig{}.control_socket;
+}
+
+Result<nlohmann::json> ask(const NodeFlags& f, nlohmann::json request) {
+  request["timeout_ms"] = f.timeout_s * 1000;
+  auto reply = node::controlRequest(controlSocket(f), request, std::chrono::seconds(f.timeout_s + 5));
+  if (!reply) return reply.error();
+  if (!reply->value("ok", false))
+    return makeError("the node says: " + reply->value("error", std::string("(no reason)")));
+  return reply;
+}
+
+int runNode(const NodeFlags& f) {
+  auto config = node::loadConfig(f.config, /*missing_ok=*/false);
+  if (!config) return fail(config.error().message(), kExitUsage);
+  log::setLevel(config->log_level);
+  // Block the stop signals before any thread starts so that only sigwait sees them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  auto n = node::Node::start(*config);
+  if (!n) return fail(n.error().message());
+  int sig = 0;
+  sigwait(&signals, &sig);
+  log::get("node")->info("signal {}: stopping", sig);
+  n->reset();
+  return kExitOk;
+}
+
+int printStatus(const NodeFlags& f) {
+  auto s = ask(f, {{"cmd", "status"}});
+  if (!s) return fail(s.error().message());
+  if (f.output == "json") {
+    std::cout << s->dump(2) << "\n";
+    return kExitOk;
+  }
+  const auto& peer = (*s)["peer"];
+  const auto& replica = (*s)["replica"];
+  std::cout << "node      " << s->value("node", "") << " (" << s->value("role", "") << ")\n"
+            << "data      " << s->value("data_dir", "") << "\n"
+            << "peer      " << peer.value("name", "?") << " " << peer.value("state", "?") << " via "
+            << peer.value("endpoint", "") << "\n"
+            << "replica   " << replica.value("state", "?") << ", lag "
+            << replica.value("replica_lag_bytes", 0) << " bytes / " << replica.value("replica_lag_ms", 0)
+            << " ms\n"
+            << "rate      " << s->value("throughput_bytes_per_s", 0) / 1000 << " kB/s\n";
+  auto err = s->value("last_error", std::string());
+  if (!err.empty()) std::cout << "last error " << err << "\n";
+  return kExitOk;
+}
+
+int flushSync(const NodeFlags& f) {
+  auto r = ask(f, {{"cmd", "flush"}});
+  if (!r) return fail(r.error().message());
+  if (f.output == "json") {
+    std::cout << r->dump(2) << "\n";
+  } else {
+    std::cout << "standby has everything up to batch " << r->value("flushed_seq", 0) << " ("
+              << r->value("ms", 0) << " ms)\n";
+  }
+  return kExitOk;
+}
+
+int verify(const NodeFlags& f) {
+  auto r = ask(f, {{"cmd", "verify"}});
+  if (!r) return fail(r.error().message());
+  bool identical = r->value("identical", false);
+  if (f.output == "json") {
+    std::cout << r->dump(2) << "\n";
+  } else {
+    std::cout << (identical ? "identical" : "DIFFERENT") << ": " << r->value("entries", 0)
+              << " entries compared\n";
+    for (const auto& d : (*r)["differences"]) {
+      std::cout << "  " << d.value("path", "") << ": " << d.value("what", "") << " " << d.value("detail", "")
+                << "\n";
+    }
+  }
+  return identical ? kExitOk : kExitFailure;
+}
+
+}  // namespace
 
 void addNodeCommands(CLI::App& app, Cli& cli) {
-  (void)app;
-  (void)cli;
+  auto flags = std::make_shared<NodeFlags>();
+  auto add_common = [&](CLI::App* sub) {
+    sub->add_option("--config", flags->config, "node configuration file")->capture_default_str();
+    sub->add_option("--socket", flags->socket, "control socket (default: from the configuration)");
+  };
+
+  auto* node_cmd = app.add_subcommand("node", "the node daemon");
+  node_cmd->require_subcommand(1);
+  auto* run = node_cmd->add_subcommand("run", "run the node daemon in the foreground (systemd runs this)");
+  run->add_option("--config", flags->config, "node configuration file")->capture_default_str();
+  run->callback([&cli, flags] { cli.action = [flags] { return runNode(*flags); }; });
+
+  auto* status = app.add_subcommand("status", "role, peer link and replica state of this node");
+  add_common(status);
+  status->add_option("--output", flags->output, "text or json")->check(CLI::IsMember({"text", "json"}));
+  status->callback([&cli, flags] { cli.action = [flags] { return printStatus(*flags); }; });
+
+  auto* sync_cmd = app.add_subcommand("sync", "control mirroring");
+  add_common(sync_cmd);
+  sync_cmd->add_flag("--flush", flags->flush, "wait until the standby has everything written so far")
+      ->required();
+  sync_cmd->add_option("--timeout", flags->timeout_s, "seconds to wait")->capture_default_str();
+  sync_cmd->add_option("--output", flags->output, "text or json")->check(CLI::IsMember({"text", "json"}));
+  sync_cmd->callback([&cli, flags] { cli.action = [flags] { return flushSync(*flags); }; });
+
+  auto* verify_cmd =
+      app.add_subcommand("verify", "compare the data directory on both nodes by content and metadata");
+  add_common(verify_cmd);
+  verify_cmd->add_option("--timeout", flags->timeout_s, "seconds to wait")->capture_default_str();
+  verify_cmd->add_option("--output", flags->output, "text or json")->check(CLI::IsMember({"text", "json"}));
+  verify_cmd->callback([&cli, flags] { cli.action = [flags] { return verify(*flags); }; });
 }
 
 }  // namespace ferry::cli

@@ -21,7 +21,7 @@ TEST(Config, ParsesEveryKey) {
 name = a
 listen = tcp://10.231.0.11:7700
 peer = tcp://b:7700   # trailing comment
-key_dir = /etc/ferry/keys
+key_dir = /etc/ferry
 data_dir = /srv/ferry/ref
 state_dir = /var/lib/ferry
 control_socket = /run/ferry/node.sock

@@ -14,7 +14,7 @@ struct NodeConfig {
   std::string name;                                    // this node's name (default: hostname)
   std::string listen = "tcp://0.0.0.0:7700";           // CURVE-only peer endpoint we bind
   std::string peer;                                    // peer endpoint we connect to, e.g. tcp://b:7700
-  std::filesystem::path key_dir = "/etc/ferry/keys";   // node.key (0600), node.pub, peers/*.pub
+  std::filesystem::path key_dir = "/etc/ferry";        // node.key (0600), node.pub, peers/*.pub
   std::filesystem::path data_dir = "/srv/ferry/ref";   // the service's data directory to mirror
   std::filesystem::path state_dir = "/var/lib/ferry";  // replica state, journal
   std::filesystem::path control_socket = "/run/ferry/node.sock";  // local CLI, root only

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The ferry node daemons of the lab: one in host `a` (active) and one in host `b`
+# (standby), each with its own CURVE key pair in its private /etc/ferry, paired with
+# the other's public key, mirroring /srv/ferry/ref.
+#
+#   nodes.sh start     keys (once per lab), pairing, config, start both (idempotent)
+#   nodes.sh stop      stop both daemons (their replica state stays)
+#   nodes.sh status    `ferry status` on both
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+
+NODE_HOSTS=(a b)
+DATA_DIR=${FERRY_SERVICE_DATA:-/srv/ferry/ref}
+
+inHost() {  # inHost HOST CMD... — run inside a lab host (mount + network namespaces)
+  local host=$1; shift
+  local pid
+  pid=$(cat "$LAB_RUN/hosts/$host/pid" 2>/dev/null) || die "host $host is not running: run 'ferry lab up' first"
+  nsenter -t "$pid" -m -n -u -- env PATH="$HOST_PATH" "$@"
+}
+
+publicKey() { inHost "$1" sed -n 's/^public-key = "\(.*\)"/\1/p' /etc/ferry/node.pub; }
+
+writeConfig() {  # writeConfig HOST ROLE
+  local host=$1 role=$2 peer_line=""
+  # b connects to a; the link is symmetric once up, so roles can swap without
+  # changing who listens.
+  [[ $host == b ]] && peer_line="peer = tcp://a:7700"
+  inHost "$host" sh -c "mkdir -p /etc/ferry /var/log/ferry && cat > /etc/ferry/node.conf" <<CONF
+# written by deploy/lab/nodes.sh
+name = $host
+listen = tcp://0.0.0.0:7700
+$peer_line
+data_dir = $DATA_DIR
+role = $role
+CONF
+}
+
+running() { inHost "$1" sh -c 'pgrep -f "ferry node run" >/dev/null'; }
+
+start() {
+  for h in "${NODE_HOSTS[@]}"; do
+    inHost "$h" test -f /etc/ferry/node.key || inHost "$h" ferry keygen --dir /etc/ferry >/dev/null
+  done
+  inHost a ferry pair --dir /etc/ferry --name b --peer-key "$(publicKey b)" >/dev/null
+  inHost b ferry pair --dir /etc/ferry --name a --peer-key "$(publicKey a)" >/dev/null
+  for h in "${NODE_HOSTS[@]}"; do
+    if running "$h"; then
+      say "node on $h already running"
+      continue
+    fi
+    local role=standby
+    # The first start decides the roles: a is active. Later starts keep the config.
+    inHost "$h" test -f /etc/ferry/node.conf || { [[ $h == a ]] && role=active; writeConfig "$h" "$role"; }
+    inHost "$h" sh -c 'setsid ferry node run --config /etc/ferry/node.conf >>/var/log/ferry/node.log 2>&1 < /dev/null &'
+  done
+  for h in "${NODE_HOSTS[@]}"; do
+    local deadline=$((SECONDS + 15))
+    until inHost "$h" ferry status >/dev/null 2>&1; do
+      ((SECONDS < deadline)) || die "node on $h did not answer within 15 s: see /var/log/ferry/node.log in $h"
+      sleep 0.2
+    done
+  done
+  say "nodes running: a (listens on a:7700), b (connects to a)"
+}
+
+stop() {
+  for h in "${NODE_HOSTS[@]}"; do
+    [[ -f $LAB_RUN/hosts/$h/pid ]] || continue
+    inHost "$h" sh -c 'pkill -TERM -f "ferry node run" || true'
+  done
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) for h in "${NODE_HOSTS[@]}"; do echo "== $h"; inHost "$h" ferry status || true; done ;;
+  *) echo "usage: nodes.sh start|stop|status" >&2; exit 2 ;;
+esac
