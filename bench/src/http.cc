@@ -55,7 +55,8 @@ Url Url::withTarget(std::string t) const {
 Result<Url> parseUrl(std::string_view text) {
   const std::string shown(text);
   auto bad = [&](const std::string& why) {
-    return makeError("bad URL '" + shown + "': " + why, "write it as http://HOST[:PORT]/PATH, e.g. http://lb/health.php");
+    return makeError("bad URL '" + shown + "': " + why,
+                     "write it as http://HOST[:PORT]/PATH, e.g. http://lb/health.php");
   };
   if (!startsWithNoCase(text, "http://")) return bad("only http:// is supported");
   std::string_view rest = text.substr(7);
@@ -107,7 +108,8 @@ Result<Url> parseUrl(std::string_view text) {
 Result<std::chrono::microseconds> parseDuration(std::string_view text) {
   const std::string shown(text);
   auto bad = [&] {
-    return makeError("bad duration '" + shown + "'", "use a number with a unit: 500us, 10ms, 1s, 2.5s, 3m, 1h");
+    return makeError("bad duration '" + shown + "'",
+                     "use a number with a unit: 500us, 10ms, 1s, 2.5s, 3m, 1h");
   };
   std::size_t i = 0;
   while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) != 0 || text[i] == '.')) ++i;
@@ -160,7 +162,8 @@ ParseState dechunk(std::string_view data, std::string& body) {
   std::size_t pos = 0;
   while (true) {
     std::size_t eol = data.find("\r\n", pos);
-    if (eol == std::string_view::npos) return data.size() - pos > 1024 ? ParseState::kBad : ParseState::kIncomplete;
+    if (eol == std::string_view::npos)
+      return data.size() - pos > 1024 ? ParseState::kBad : ParseState::kIncomplete;
     std::string_view size_text = data.substr(pos, eol - pos);
     size_text = trim(size_text.substr(0, size_text.find(';')));
     std::size_t size = 0;
@@ -172,7 +175,8 @@ ParseState dechunk(std::string_view data, std::string& body) {
     if (size == 0) {
       // Optional trailers, then an empty line.
       if (data.substr(pos).starts_with("\r\n")) return ParseState::kComplete;
-      return data.find("\r\n\r\n", pos) == std::string_view::npos ? ParseState::kIncomplete : ParseState::kComplete;
+      return data.find("\r\n\r\n", pos) == std::string_view::npos ? ParseState::kIncomplete
+                                                                  : ParseState::kComplete;
     }
     if (data.size() < pos + size + 2) return ParseState::kIncomplete;
     body.append(data.substr(pos, size));
@@ -209,7 +213,8 @@ ParseOutcome parseResponse(std::string_view raw, bool peer_closed) {
     }
     HttpResponse response;
     response.status = status;
-    std::string_view lines = line_end == std::string_view::npos ? std::string_view{} : head.substr(line_end + 2);
+    std::string_view lines =
+        line_end == std::string_view::npos ? std::string_view{} : head.substr(line_end + 2);
     while (!lines.empty()) {
       std::size_t e = lines.find("\r\n");
       std::string_view line = lines.substr(0, e);
@@ -219,7 +224,8 @@ ParseOutcome parseResponse(std::string_view raw, bool peer_closed) {
         out.state = ParseState::kBad;
         return out;
       }
-      response.headers.emplace_back(lower(trim(line.substr(0, colon))), std::string(trim(line.substr(colon + 1))));
+      response.headers.emplace_back(lower(trim(line.substr(0, colon))),
+                                    std::string(trim(line.substr(colon + 1))));
     }
     if (status < 200) {  // interim answer (100 Continue): the real one follows
       raw = rest;
@@ -311,7 +317,8 @@ Result<Endpoint> resolve(const Url& url) {
   ep.addr_len = found->ai_addrlen;
   ::freeaddrinfo(found);
   const bool v6 = url.host.find(':') != std::string::npos;
-  ep.host_header = (v6 ? "[" + url.host + "]" : url.host) + (url.port == 80 ? "" : ":" + std::to_string(url.port));
+  ep.host_header =
+      (v6 ? "[" + url.host + "]" : url.host) + (url.port == 80 ? "" : ":" + std::to_string(url.port));
   return ep;
 }
 

@@ -71,8 +71,9 @@ Result<std::string> login(HttpClient& client, const SessionOptions& session, con
   }
   std::string cookie = cookieHeader(a.response.headers);
   if (cookie.empty()) {
-    return makeError(where + " answered HTTP " + std::to_string(a.response.status) + " without a session cookie",
-                     "check the password (userI / passI) and that PHP sessions work");
+    return makeError(
+        where + " answered HTTP " + std::to_string(a.response.status) + " without a session cookie",
+        "check the password (userI / passI) and that PHP sessions work");
   }
   return cookie;
 }
@@ -117,9 +118,8 @@ Result<ProbeRun> runProbe(const ProbeOptions& options, const std::atomic<bool>& 
   }
 
   ProbeRun run;
-  const auto expected = static_cast<std::size_t>(
-      std::min<std::int64_t>(options.duration.count() / std::max<std::int64_t>(1, options.interval.count()) + 16,
-                             10'000'000));
+  const auto expected = static_cast<std::size_t>(std::min<std::int64_t>(
+      options.duration.count() / std::max<std::int64_t>(1, options.interval.count()) + 16, 10'000'000));
   run.records.reserve(expected);
   std::vector<bool> is_session;
   is_session.reserve(expected);
@@ -127,7 +127,8 @@ Result<ProbeRun> runProbe(const ProbeOptions& options, const std::atomic<bool>& 
   finished.reserve(expected);
 
   const auto t0 = Clock::now();
-  run.start_unix_us = duration_cast<microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  run.start_unix_us =
+      duration_cast<microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   const auto end = t0 + options.duration;
   auto next_due = t0;
   std::uint64_t n = 0;
@@ -233,8 +234,8 @@ std::string probeReportText(const ProbeOptions& options, const ProbeRun& run) {
   ProbeSummary s = summarize(run.records, run.window_end_us);
   std::ostringstream o;
   char buf[256];
-  o << "probe " << options.url.origin() << options.url.target << ": " << s.sent << " sent, " << s.ok << " ok, "
-    << s.failed << " failed";
+  o << "probe " << options.url.origin() << options.url.target << ": " << s.sent << " sent, " << s.ok
+    << " ok, " << s.failed << " failed";
   if (!s.failed_by_kind.empty()) {
     o << " (";
     bool first = true;
@@ -249,13 +250,13 @@ std::string probeReportText(const ProbeOptions& options, const ProbeRun& run) {
                 ms(s.downtime.length_us()), ms(s.downtime.from_us), ms(s.downtime.to_us),
                 s.recovered ? "" : ", NOT recovered at the end");
   o << buf;
-  std::snprintf(buf, sizeof buf, "latency of ok answers: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", ms(s.p50_us),
-                ms(s.p99_us), ms(s.max_us));
+  std::snprintf(buf, sizeof buf, "latency of ok answers: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+                ms(s.p50_us), ms(s.p99_us), ms(s.max_us));
   o << buf;
   if (options.session) {
     o << "session of " << options.session->user << ": " << s.session_checks << " checks answered, "
-      << s.session_lost << " not valid — " << (s.session_checks > 0 && s.session_lost == 0 ? "kept" : "NOT kept")
-      << "\n";
+      << s.session_lost << " not valid — "
+      << (s.session_checks > 0 && s.session_lost == 0 ? "kept" : "NOT kept") << "\n";
   }
   if (run.skipped_slots > 0) {
     std::snprintf(buf, sizeof buf,

@@ -98,7 +98,8 @@ DowntimeSpan longestDowntime(const std::vector<ProbeRecord>& records, std::int64
   // after[i]: the earliest completion among the successes sent at or after ok[i] — the
   // end of a gap that starts before ok[i] (a slow success must not hide a fast one).
   std::vector<std::int64_t> after(ok.size() + 1, INT64_MAX);
-  for (std::size_t i = ok.size(); i-- > 0;) after[i] = std::min(after[i + 1], ok[i]->send_us + ok[i]->latency_us);
+  for (std::size_t i = ok.size(); i-- > 0;)
+    after[i] = std::min(after[i + 1], ok[i]->send_us + ok[i]->latency_us);
   // Leading edge: from the first send to the first completed success.
   DowntimeSpan best{window_start, after[0], true};
   for (std::size_t i = 0; i + 1 < ok.size(); ++i) {
@@ -186,10 +187,10 @@ std::string timelineCsv(const std::vector<ProbeRecord>& records, std::int64_t st
   out.reserve(out.size() + sorted.size() * 64);
   char line[160];
   for (const auto* r : sorted) {
-    int n = std::snprintf(line, sizeof line, "%.3f,%.3f,%.3f,%d,%s,%s\n", static_cast<double>(r->send_us) / 1e3,
-                          static_cast<double>(start_unix_us + r->send_us) / 1e3,
-                          static_cast<double>(r->latency_us) / 1e3, r->status, kindName(r->kind).data(),
-                          sessionName(r->session).data());
+    int n = std::snprintf(
+        line, sizeof line, "%.3f,%.3f,%.3f,%d,%s,%s\n", static_cast<double>(r->send_us) / 1e3,
+        static_cast<double>(start_unix_us + r->send_us) / 1e3, static_cast<double>(r->latency_us) / 1e3,
+        r->status, kindName(r->kind).data(), sessionName(r->session).data());
     if (n > 0) out.append(line, std::min(static_cast<std::size_t>(n), sizeof line - 1));
   }
   return out;

@@ -22,7 +22,8 @@ bool asInt(const nlohmann::json& v, std::int64_t& out) {
   }
   if (v.is_string()) {
     const auto& s = v.get_ref<const std::string&>();
-    if (s.empty() || s.size() > 18 || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    if (s.empty() || s.size() > 18 ||
+        !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
       return false;
     }
     out = std::stoll(s);
@@ -112,7 +113,8 @@ Result<std::vector<ServerRow>> parseRows(std::string_view json, const std::strin
   auto rows = j.find("rows");
   if (rows == j.end() || !rows->is_array()) return bad("no 'rows' array");
   auto w = j.find("writer");
-  if (w != j.end() && (!w->is_string() || w->get<std::string>() != writer)) return bad("answer is for another writer");
+  if (w != j.end() && (!w->is_string() || w->get<std::string>() != writer))
+    return bad("answer is for another writer");
   std::vector<ServerRow> out;
   out.reserve(rows->size());
   for (const auto& r : *rows) {
@@ -126,7 +128,8 @@ Result<std::vector<ServerRow>> parseRows(std::string_view json, const std::strin
   return out;
 }
 
-Result<std::vector<ServerRow>> fetchRows(const Url& url, const std::string& writer, const Timeouts& timeouts) {
+Result<std::vector<ServerRow>> fetchRows(const Url& url, const std::string& writer,
+                                         const Timeouts& timeouts) {
   Url u = url.withTarget("/api/writes.php?" + formEncode({{"writer", writer}}));
   auto ep = resolve(u);
   if (!ep) return ep.error();
@@ -147,10 +150,11 @@ Result<std::vector<ServerRow>> fetchRows(const Url& url, const std::string& writ
                    "check that the service answers: ferry probe --url " + u.origin() + "/health.php");
 }
 
-VerifyReport verifyWrites(const std::vector<std::int64_t>& acknowledged, const std::vector<std::int64_t>& unknown,
-                          std::vector<ServerRow> rows) {
+VerifyReport verifyWrites(const std::vector<std::int64_t>& acknowledged,
+                          const std::vector<std::int64_t>& unknown, std::vector<ServerRow> rows) {
   VerifyReport r;
-  std::stable_sort(rows.begin(), rows.end(), [](const ServerRow& a, const ServerRow& b) { return a.id < b.id; });
+  std::stable_sort(rows.begin(), rows.end(),
+                   [](const ServerRow& a, const ServerRow& b) { return a.id < b.id; });
   const std::set<std::int64_t> acked(acknowledged.begin(), acknowledged.end());
   const std::set<std::int64_t> unk(unknown.begin(), unknown.end());
   r.acknowledged = static_cast<std::int64_t>(acked.size());
@@ -200,7 +204,8 @@ Result<WriterRun> loadWriterState(const std::filesystem::path& path) {
     run.acknowledged = j.at("acknowledged").get<std::vector<std::int64_t>>();
     run.unknown = j.at("unknown").get<std::vector<std::int64_t>>();
   } catch (const nlohmann::json::exception&) {
-    return makeError("the writer state " + path.string() + " is damaged", "run the writer again with a new --writer ID");
+    return makeError("the writer state " + path.string() + " is damaged",
+                     "run the writer again with a new --writer ID");
   }
   return run;
 }
@@ -209,8 +214,8 @@ namespace {
 
 nlohmann::json firstFew(const std::vector<std::int64_t>& v) {
   constexpr std::size_t kShown = 100;
-  return nlohmann::json(std::vector<std::int64_t>(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(
-                                                                            std::min(v.size(), kShown))));
+  return nlohmann::json(std::vector<std::int64_t>(
+      v.begin(), v.begin() + static_cast<std::ptrdiff_t>(std::min(v.size(), kShown))));
 }
 
 }  // namespace
@@ -250,14 +255,16 @@ std::string writerReportText(const WriterRun* run, const VerifyReport& report) {
   }
   o << report.acknowledged << " acknowledged, " << report.unknown << " unknown (" << report.unknown_committed
     << " of them committed), " << report.rows << " rows on the server\n";
-  o << report.missing.size() << " missing, " << report.duplicated.size() << " duplicated, " << report.out_of_order
-    << " out of order, " << report.unexpected.size() << " unexpected\n";
+  o << report.missing.size() << " missing, " << report.duplicated.size() << " duplicated, "
+    << report.out_of_order << " out of order, " << report.unexpected.size() << " unexpected\n";
   if (!report.missing.empty()) {
     o << "missing seqs:";
-    for (std::size_t i = 0; i < std::min<std::size_t>(report.missing.size(), 20); ++i) o << " " << report.missing[i];
+    for (std::size_t i = 0; i < std::min<std::size_t>(report.missing.size(), 20); ++i)
+      o << " " << report.missing[i];
     o << (report.missing.size() > 20 ? " ..." : "") << "\n";
   }
-  o << (report.pass() ? "PASS: every acknowledged write is there\n" : "FAIL: acknowledged writes are missing\n");
+  o << (report.pass() ? "PASS: every acknowledged write is there\n"
+                      : "FAIL: acknowledged writes are missing\n");
   return o.str();
 }
 

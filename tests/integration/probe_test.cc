@@ -69,7 +69,8 @@ json parseJson(const ferry::ProcessResult& r) {
 }
 
 std::int64_t nowUnixUs() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
       .count();
 }
 
@@ -170,8 +171,8 @@ TEST_F(ProbeLabTest, HealthyServiceHasNoFailures) {
 }
 
 TEST_F(ProbeLabTest, SessionStaysValidOnAHealthyService) {
-  json j = probe({"--url", "http://lb/health.php", "--duration", "2s", "--login", "user1:pass1", "--session-every",
-                  "5"});
+  json j = probe({"--url", "http://lb/health.php", "--duration", "2s", "--login", "user1:pass1",
+                  "--session-every", "5"});
   ASSERT_TRUE(j.is_object());
   EXPECT_EQ(j["failed"], 0) << j.dump();
   EXPECT_GE(j["session_checks"].get<int>(), 20);
@@ -211,10 +212,12 @@ else echo "no freezer for $p" >&2; exit 4; fi
 nft delete table inet ferry_probe_test 2>/dev/null
 trap 'echo $off > $f; nft delete table inet ferry_probe_test 2>/dev/null' EXIT
 nft add table inet ferry_probe_test && nft add chain inet ferry_probe_test pre '{ type filter hook prerouting priority -300; }' || exit 5
-date +%s.%N; )" + lock + R"(echo $on > $f; date +%s.%N; sleep 1.0
+date +%s.%N; )" +
+      lock + R"(echo $on > $f; date +%s.%N; sleep 1.0
 date +%s.%N; echo $off > $f; nft delete table inet ferry_probe_test; date +%s.%N
 )";
-  const std::vector<std::string> common = {"--duration", "4s", "--timeout", timeout, "--connect-timeout", "200ms"};
+  const std::vector<std::string> common = {"--duration",        "4s",   "--timeout", timeout,
+                                           "--connect-timeout", "200ms"};
   auto run_probe = [&](const std::string& url) {
     std::vector<std::string> f = {"--url", url};
     f.insert(f.end(), common.begin(), common.end());
@@ -317,9 +320,11 @@ TEST_F(ProbeLabTest, StoppedWebGivesRefusedConnections) {
   std::this_thread::sleep_for(1500ms);
   std::string stop = ferry::joinArgv(kPodman) + " stop -t 2 web >/dev/null";
   std::string start = ferry::joinArgv(kPodman) + " start web >/dev/null";
-  auto r = onHost(service_host_, {"sh", "-c", "date +%s.%N; " + stop + "; date +%s.%N; sleep 0.5; date +%s.%N; " + start +
-                                        "; date +%s.%N"},
-                  60s);
+  auto r =
+      onHost(service_host_,
+             {"sh", "-c",
+              "date +%s.%N; " + stop + "; date +%s.%N; sleep 0.5; date +%s.%N; " + start + "; date +%s.%N"},
+             60s);
   ASSERT_TRUE(r.success()) << r.err;
   auto t = stampsMs(r.out);
   ASSERT_EQ(t.size(), 4U) << r.out;
@@ -335,7 +340,8 @@ TEST_F(ProbeLabTest, StoppedWebGivesRefusedConnections) {
   EXPECT_LE(downtime, t[3] - t[0] + 2000.0);
   // Leave the service healthy for the next test.
   for (int i = 0; i < 100; ++i) {
-    if (onHost("client", {"curl", "-fsS", "--max-time", "2", "http://" + service_host_ + "/health.php"}).success()) {
+    if (onHost("client", {"curl", "-fsS", "--max-time", "2", "http://" + service_host_ + "/health.php"})
+            .success()) {
       break;
     }
     std::this_thread::sleep_for(200ms);
@@ -343,10 +349,12 @@ TEST_F(ProbeLabTest, StoppedWebGivesRefusedConnections) {
 }
 
 TEST_F(ProbeLabTest, WriterDetectsADeletedAcknowledgedRow) {
-  const std::string writer = "probe-test-" + std::to_string(getpid()) + "-" + std::to_string(nowUnixUs() % 100000);
-  auto w = onHost("client", {"ferry", "writer", "--url", "http://lb", "--writer", writer, "--duration", "2s",
-                             "--output", "json"},
-                  120s);
+  const std::string writer =
+      "probe-test-" + std::to_string(getpid()) + "-" + std::to_string(nowUnixUs() % 100000);
+  auto w = onHost(
+      "client",
+      {"ferry", "writer", "--url", "http://lb", "--writer", writer, "--duration", "2s", "--output", "json"},
+      120s);
   ASSERT_EQ(w.exit_code, 0) << w.out << w.err;
   json j = parseJson(w);
   ASSERT_TRUE(j.is_object()) << w.out;
@@ -362,8 +370,8 @@ TEST_F(ProbeLabTest, WriterDetectsADeletedAcknowledgedRow) {
   auto del = onHost(service_host_, del_argv);
   ASSERT_TRUE(del.success()) << del.err;
 
-  auto v = onHost("client", {"ferry", "writer", "--url", "http://lb", "--verify", "--writer", writer, "--output",
-                             "json"});
+  auto v = onHost("client", {"ferry", "writer", "--url", "http://lb", "--verify", "--writer", writer,
+                             "--output", "json"});
   EXPECT_EQ(v.exit_code, 1) << v.out << v.err;
   json k = parseJson(v);
   ASSERT_TRUE(k.is_object()) << v.out;
@@ -375,16 +383,18 @@ TEST_F(ProbeLabTest, WriterDetectsADeletedAcknowledgedRow) {
 // Writes while the web container is frozen: answers are delayed or lost, but nothing
 // acknowledged may go missing.
 TEST_F(ProbeLabTest, NoAcknowledgedWriteIsLostAcrossAFreeze) {
-  const std::string writer = "probe-freeze-" + std::to_string(getpid()) + "-" + std::to_string(nowUnixUs() % 100000);
+  const std::string writer =
+      "probe-freeze-" + std::to_string(getpid()) + "-" + std::to_string(nowUnixUs() % 100000);
   auto w = std::async(std::launch::async, [&] {
-    return onHost("client", {"ferry", "writer", "--url", "http://lb", "--writer", writer, "--duration", "4s",
-                             "--timeout", "500ms", "--output", "json"},
+    return onHost("client",
+                  {"ferry", "writer", "--url", "http://lb", "--writer", writer, "--duration", "4s",
+                   "--timeout", "500ms", "--output", "json"},
                   120s);
   });
   std::this_thread::sleep_for(1s);
   auto r = onHost(service_host_, {"sh", "-c",
-                                  ferry::joinArgv(kPodman) + " pause web && sleep 1.2 && " + ferry::joinArgv(kPodman) +
-                            " unpause web"});
+                                  ferry::joinArgv(kPodman) + " pause web && sleep 1.2 && " +
+                                      ferry::joinArgv(kPodman) + " unpause web"});
   ASSERT_TRUE(r.success()) << r.err;
   auto res = w.get();
   json j = parseJson(res);

@@ -36,7 +36,8 @@ struct DurationFlags {
 };
 
 // Parses a duration flag that must be positive; on error prints and returns false.
-bool parsePositive(const std::string& flag, const std::string& text, std::chrono::microseconds& out, int& rc) {
+bool parsePositive(const std::string& flag, const std::string& text, std::chrono::microseconds& out,
+                   int& rc) {
   auto d = bench::parseDuration(text);
   if (!d) {
     rc = fail("--" + flag + ": " + d.error().message(), kExitUsage);
@@ -140,7 +141,8 @@ int runWriterCommand(const WriterFlags& f) {
   if (!parseTimeouts(f.d, o.timeouts, rc)) return rc;
   o.writer = f.writer;
   if (o.writer.empty()) {
-    if (f.verify_only) return fail("--verify needs --writer ID (the one the writing run printed)", kExitUsage);
+    if (f.verify_only)
+      return fail("--verify needs --writer ID (the one the writing run printed)", kExitUsage);
     o.writer = "w" + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
                                         std::chrono::system_clock::now().time_since_epoch())
                                         .count());
@@ -185,7 +187,8 @@ void addDurationFlags(CLI::App* cmd, DurationFlags& d, const std::string& interv
   cmd->add_option("--interval", d.interval, interval_help)->capture_default_str();
   cmd->add_option("--timeout", d.timeout, "deadline of each request, from connect() to the whole answer")
       ->capture_default_str();
-  cmd->add_option("--connect-timeout", d.connect_timeout, "deadline of each TCP handshake (at most --timeout)")
+  cmd->add_option("--connect-timeout", d.connect_timeout,
+                  "deadline of each TCP handshake (at most --timeout)")
       ->capture_default_str();
   cmd->add_option("--duration", d.duration, "how long to run (SIGINT/SIGTERM stops it early)")
       ->capture_default_str();
@@ -206,21 +209,24 @@ void addBenchCommands(CLI::App& app, Cli& cli) {
   probe->add_option("--login", pf->login, "USER:PASS: log in once and check the session (whoami.php)");
   probe->add_option("--session-url", pf->session_url,
                     "origin of login.php and whoami.php (default: that of --url)");
-  probe->add_option("--session-every", pf->session_every, "with --login: every Nth request is a session check")
+  probe
+      ->add_option("--session-every", pf->session_every, "with --login: every Nth request is a session check")
       ->capture_default_str();
   probe->add_option("--output", pf->output, "text or json")->capture_default_str();
   probe->callback([pf, &cli] { cli.action = [pf] { return runProbeCommand(*pf); }; });
 
   auto wf = std::make_shared<WriterFlags>();
-  auto* writer = app.add_subcommand(
-      "writer",
-      "write numbered rows through the service, then check that every acknowledged write is there exactly once "
-      "(exit 1 when any is missing)");
+  auto* writer = app.add_subcommand("writer",
+                                    "write numbered rows through the service, then check that every "
+                                    "acknowledged write is there exactly once "
+                                    "(exit 1 when any is missing)");
   writer->add_option("--url", wf->url, "the service's origin, e.g. http://lb")->required();
   writer->add_option("--writer", wf->writer, "writer ID (default: w<unix-ms>; printed in the report)");
   addDurationFlags(writer, wf->d, "time between writes (one write at a time)");
-  writer->add_option("--state", wf->state, "where the acknowledged writes are kept (default /tmp/ferry-writer-ID.json)");
-  writer->add_flag("--verify", wf->verify_only, "do not write: check the rows of an earlier run of --writer ID");
+  writer->add_option("--state", wf->state,
+                     "where the acknowledged writes are kept (default /tmp/ferry-writer-ID.json)");
+  writer->add_flag("--verify", wf->verify_only,
+                   "do not write: check the rows of an earlier run of --writer ID");
   writer->add_option("--output", wf->output, "text or json")->capture_default_str();
   writer->callback([wf, &cli] { cli.action = [wf] { return runWriterCommand(*wf); }; });
 }

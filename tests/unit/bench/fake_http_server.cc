@@ -52,12 +52,14 @@ std::map<std::string, std::string> parseForm(const std::string& s) {
 
 std::string response(int status, const std::string& reason, const std::string& body,
                      const std::string& extra_headers = "") {
-  return "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\nContent-Length: " +
-         std::to_string(body.size()) + "\r\nConnection: close\r\n" + extra_headers + "\r\n" + body;
+  return "HTTP/1.1 " + std::to_string(status) + " " + reason +
+         "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n" + extra_headers +
+         "\r\n" + body;
 }
 
 std::int64_t nowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
@@ -134,8 +136,9 @@ void FakeHttpServer::insertRow(const std::string& writer, std::int64_t seq) {
   table_.push_back({writer, {next_id_++, seq}});
 }
 
-std::string FakeHttpServer::route(const std::string& method, const std::string& target, const std::string& cookie,
-                                  const std::string& body, Mode mode, bool& answer) {
+std::string FakeHttpServer::route(const std::string& method, const std::string& target,
+                                  const std::string& cookie, const std::string& body, Mode mode,
+                                  bool& answer) {
   answer = true;
   if (mode == Mode::k503) return response(503, "Service Unavailable", "down");
   std::string path = target.substr(0, target.find('?'));
@@ -155,7 +158,8 @@ std::string FakeHttpServer::route(const std::string& method, const std::string& 
     std::size_t at = cookie.find("PHPSESSID=");
     std::string id = at == std::string::npos ? "" : cookie.substr(at + 10, cookie.find(';', at) - at - 10);
     bool in = id == "fake123" && session_valid_.load();
-    return response(200, "OK", in ? R"({"logged_in":true,"user":"user1"})" : R"({"logged_in":false,"user":null})");
+    return response(200, "OK",
+                    in ? R"({"logged_in":true,"user":"user1"})" : R"({"logged_in":false,"user":null})");
   }
   if (method == "POST" && path == "/api/write.php") {
     auto form = parseForm(body);
@@ -175,8 +179,8 @@ std::string FakeHttpServer::route(const std::string& method, const std::string& 
     auto form = parseForm(query);
     std::string rows_json;
     for (const auto& [id, seq] : rows(form["writer"])) {
-      rows_json += std::string(rows_json.empty() ? "" : ",") + R"({"id":)" + std::to_string(id) + R"(,"seq":)" +
-                   std::to_string(seq) + "}";
+      rows_json += std::string(rows_json.empty() ? "" : ",") + R"({"id":)" + std::to_string(id) +
+                   R"(,"seq":)" + std::to_string(seq) + "}";
     }
     return response(200, "OK", R"({"writer":")" + form["writer"] + R"(","rows":[)" + rows_json + "]}");
   }

@@ -39,9 +39,9 @@ INSTANTIATE_TEST_SUITE_P(
                       UrlCase{"http://[::1]:81/x", true, "::1", 81, "/x"},
                       UrlCase{"https://lb/", false, "", 0, ""}, UrlCase{"lb/health.php", false, "", 0, ""},
                       UrlCase{"http://:80/", false, "", 0, ""}, UrlCase{"http://lb:0/", false, "", 0, ""},
-                      UrlCase{"http://lb:99999/", false, "", 0, ""}, UrlCase{"http://lb:8x/", false, "", 0, ""},
-                      UrlCase{"http://lb:/", false, "", 0, ""}, UrlCase{"http://u@lb/", false, "", 0, ""},
-                      UrlCase{"http://lb/a b", false, "", 0, ""}));
+                      UrlCase{"http://lb:99999/", false, "", 0, ""},
+                      UrlCase{"http://lb:8x/", false, "", 0, ""}, UrlCase{"http://lb:/", false, "", 0, ""},
+                      UrlCase{"http://u@lb/", false, "", 0, ""}, UrlCase{"http://lb/a b", false, "", 0, ""}));
 
 struct DurationCase {
   std::string text;
@@ -61,11 +61,12 @@ TEST_P(DurationTest, Parses) {
 
 INSTANTIATE_TEST_SUITE_P(Table, DurationTest,
                          ::testing::Values(DurationCase{"10ms", true, 10ms}, DurationCase{"1s", true, 1s},
-                                           DurationCase{"2.5s", true, 2500ms}, DurationCase{"500us", true, 500us},
-                                           DurationCase{"3m", true, 180s}, DurationCase{"1h", true, 3600s},
-                                           DurationCase{"15", true, 15ms}, DurationCase{"0", true, 0us},
-                                           DurationCase{"", false, 0us}, DurationCase{"ms", false, 0us},
-                                           DurationCase{"-1s", false, 0us}, DurationCase{"1x", false, 0us},
+                                           DurationCase{"2.5s", true, 2500ms},
+                                           DurationCase{"500us", true, 500us}, DurationCase{"3m", true, 180s},
+                                           DurationCase{"1h", true, 3600s}, DurationCase{"15", true, 15ms},
+                                           DurationCase{"0", true, 0us}, DurationCase{"", false, 0us},
+                                           DurationCase{"ms", false, 0us}, DurationCase{"-1s", false, 0us},
+                                           DurationCase{"1x", false, 0us},
                                            DurationCase{"1.2.3s", false, 0us}));
 
 struct ParseCase {
@@ -92,36 +93,42 @@ TEST_P(ParseTest, Parses) {
 INSTANTIATE_TEST_SUITE_P(
     Table, ParseTest,
     ::testing::Values(
-        ParseCase{"length", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false, ParseState::kComplete, 200,
-                  "ok"},
-        ParseCase{"length short", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok", false, ParseState::kIncomplete,
-                  0, ""},
-        ParseCase{"length short closed", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok", true, ParseState::kBad,
-                  0, ""},
+        ParseCase{"length", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false, ParseState::kComplete,
+                  200, "ok"},
+        ParseCase{"length short", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok", false,
+                  ParseState::kIncomplete, 0, ""},
+        ParseCase{"length short closed", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok", true,
+                  ParseState::kBad, 0, ""},
         ParseCase{"head only", "HTTP/1.1 200 OK\r\nContent-Le", false, ParseState::kIncomplete, 0, ""},
         ParseCase{"head cut by close", "HTTP/1.1 200 OK\r\nContent-Le", true, ParseState::kBad, 0, ""},
         ParseCase{"header case", "HTTP/1.0 503 Service Unavailable\r\ncOnTeNt-LeNgTh:  4 \r\n\r\ndown", false,
                   ParseState::kComplete, 503, "down"},
         ParseCase{"chunked",
-                  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\nA;x=y\r\n0123456789\r\n0\r\n\r\n",
+                  "HTTP/1.1 200 OK\r\nTransfer-Encoding: "
+                  "chunked\r\n\r\n2\r\nok\r\nA;x=y\r\n0123456789\r\n0\r\n\r\n",
                   false, ParseState::kComplete, 200, "ok0123456789"},
-        ParseCase{"chunked trailer", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nT: 1\r\n\r\n",
-                  false, ParseState::kComplete, 200, "x"},
+        ParseCase{"chunked trailer",
+                  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nT: 1\r\n\r\n", false,
+                  ParseState::kComplete, 200, "x"},
         ParseCase{"chunked short", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", false,
                   ParseState::kIncomplete, 0, ""},
-        ParseCase{"chunked bad size", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n", false,
-                  ParseState::kBad, 0, ""},
-        ParseCase{"until close open", "HTTP/1.1 200 OK\r\nX: y\r\n\r\nhello", false, ParseState::kIncomplete, 0, ""},
-        ParseCase{"until close", "HTTP/1.1 200 OK\r\nX: y\r\n\r\nhello", true, ParseState::kComplete, 200, "hello"},
+        ParseCase{"chunked bad size", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n",
+                  false, ParseState::kBad, 0, ""},
+        ParseCase{"until close open", "HTTP/1.1 200 OK\r\nX: y\r\n\r\nhello", false, ParseState::kIncomplete,
+                  0, ""},
+        ParseCase{"until close", "HTTP/1.1 200 OK\r\nX: y\r\n\r\nhello", true, ParseState::kComplete, 200,
+                  "hello"},
         ParseCase{"no content", "HTTP/1.1 204 No Content\r\n\r\n", false, ParseState::kComplete, 204, ""},
-        ParseCase{"redirect", "HTTP/1.1 302 Found\r\nLocation: /videos.php\r\nContent-Length: 0\r\n\r\n", false,
-                  ParseState::kComplete, 302, ""},
-        ParseCase{"continue first", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 1\r\n\r\nx",
-                  false, ParseState::kComplete, 201, "x"},
+        ParseCase{"redirect", "HTTP/1.1 302 Found\r\nLocation: /videos.php\r\nContent-Length: 0\r\n\r\n",
+                  false, ParseState::kComplete, 302, ""},
+        ParseCase{"continue first",
+                  "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 1\r\n\r\nx", false,
+                  ParseState::kComplete, 201, "x"},
         ParseCase{"not http", "SSH-2.0-OpenSSH\r\n\r\n", false, ParseState::kBad, 0, ""},
         ParseCase{"bad status", "HTTP/1.1 2x0 OK\r\n\r\n", false, ParseState::kBad, 0, ""},
         ParseCase{"bad header", "HTTP/1.1 200 OK\r\nno colon\r\n\r\n", false, ParseState::kBad, 0, ""},
-        ParseCase{"bad length", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", false, ParseState::kBad, 0, ""}),
+        ParseCase{"bad length", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", false, ParseState::kBad, 0,
+                  ""}),
     [](const auto& tp) {
       std::string n = tp.param.name;
       for (auto& ch : n) ch = (std::isalnum(static_cast<unsigned char>(ch)) != 0) ? ch : '_';

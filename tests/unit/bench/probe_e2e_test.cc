@@ -45,7 +45,8 @@ TEST(ProbeE2E, HealthyServiceHasNoFailures) {
   EXPECT_TRUE(s.recovered);
   EXPECT_LT(s.downtime.length_us(), 100'000);  // about one interval
   auto j = probeReportJson(o, *run);
-  for (const char* key : {"sent", "ok", "failed", "failed_by_kind", "client_downtime_ms", "p50_ms", "p99_ms", "max_ms"}) {
+  for (const char* key :
+       {"sent", "ok", "failed", "failed_by_kind", "client_downtime_ms", "p50_ms", "p99_ms", "max_ms"}) {
     EXPECT_TRUE(j.contains(key)) << key;
   }
   EXPECT_EQ(j["failed"], 0);
@@ -57,7 +58,7 @@ struct OutageCase {
   std::string name;
   Mode mode;
   std::chrono::milliseconds away;
-  std::string kind;  // expected failure kind ("" = requests are answered late, no failure)
+  std::string kind;                 // expected failure kind ("" = requests are answered late, no failure)
   std::vector<std::string> also{};  // kinds that may hit the few requests in flight at the switch
 };
 
@@ -100,19 +101,20 @@ TEST_P(ProbeOutageTest, DowntimeMatchesTheOutage) {
     ::testing::Test::RecordProperty("downtime_ms_" + std::to_string(attempt), std::to_string(reported));
     if (std::abs(reported - measured) <= 50.0) return;
     misses.push_back("outage " + std::to_string(measured) + " ms, probe said " + std::to_string(reported) +
-                     " ms (worst send lag " + std::to_string(static_cast<double>(run->max_send_lag_us) / 1e3) +
-                     " ms)");
+                     " ms (worst send lag " +
+                     std::to_string(static_cast<double>(run->max_send_lag_us) / 1e3) + " ms)");
   }
   std::string all;
   for (const auto& m : misses) all += "\n  " + m;
   ADD_FAILURE() << c.name << ": downtime never within ±50 ms of the outage:" << all;
 }
 
-INSTANTIATE_TEST_SUITE_P(Table, ProbeOutageTest,
-                         ::testing::Values(OutageCase{"refused", Mode::kRefuse, 500ms, "connect_refused", {"reset", "closed"}},
-                                           OutageCase{"answers_503", Mode::k503, 300ms, "http_5xx"},
-                                           OutageCase{"frozen_then_answers", Mode::kStall, 400ms, ""}),
-                         [](const auto& tp) { return tp.param.name; });
+INSTANTIATE_TEST_SUITE_P(
+    Table, ProbeOutageTest,
+    ::testing::Values(OutageCase{"refused", Mode::kRefuse, 500ms, "connect_refused", {"reset", "closed"}},
+                      OutageCase{"answers_503", Mode::k503, 300ms, "http_5xx"},
+                      OutageCase{"frozen_then_answers", Mode::kStall, 400ms, ""}),
+    [](const auto& tp) { return tp.param.name; });
 
 // Each kind of misbehaviour is classified as what it is.
 struct KindCase {
@@ -215,9 +217,10 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         CookieCase{"one", {{"set-cookie", "PHPSESSID=abc; path=/; HttpOnly"}}, "PHPSESSID=abc"},
         // PHP's session_regenerate_id at login sends the old id, then the new one.
-        CookieCase{"regenerated",
-                   {{"set-cookie", "S=old; path=/"}, {"location", "/videos.php"}, {"set-cookie", "S=new; path=/"}},
-                   "S=new"},
+        CookieCase{
+            "regenerated",
+            {{"set-cookie", "S=old; path=/"}, {"location", "/videos.php"}, {"set-cookie", "S=new; path=/"}},
+            "S=new"},
         CookieCase{"two_names", {{"set-cookie", "A=1"}, {"set-cookie", "B=2; path=/"}}, "A=1; B=2"},
         CookieCase{"deleted", {{"set-cookie", "A=1"}, {"set-cookie", "A=deleted; Max-Age=0"}}, ""},
         CookieCase{"max_age_0", {{"set-cookie", "A=1"}, {"set-cookie", "B=x; Max-Age=0"}}, "A=1"},

@@ -60,7 +60,8 @@ INSTANTIATE_TEST_SUITE_P(
                      true},
         // A single slow success between fast ones is not downtime.
         DowntimeCase{"slow outlier", {rec(0, 800), rec(10, 1), rec(20, 1), rec(30, 1)}, 35, 0, 11, true},
-        DowntimeCase{"slow success inside", {rec(0, 1), rec(10, 800), rec(20, 1), rec(30, 1)}, 35, 0, 21, true},
+        DowntimeCase{
+            "slow success inside", {rec(0, 1), rec(10, 800), rec(20, 1), rec(30, 1)}, 35, 0, 21, true},
         // Down at the start: from the first send to the first success's completion.
         DowntimeCase{"down at start",
                      {rec(0, 0, kRefused), rec(10, 0, kRefused), rec(20, 2), rec(30, 1)},
@@ -78,12 +79,8 @@ INSTANTIATE_TEST_SUITE_P(
         DowntimeCase{"never up", {rec(0, 0, kRefused), rec(10, 0, kRefused)}, 20, 0, 20, false},
         DowntimeCase{"no requests", {}, 0, 0, 0, true},
         // Out-of-order completion: records need not be sorted by send time.
-        DowntimeCase{"unsorted input",
-                     {rec(60, 1), rec(10, 1), rec(30, 0, kRefused), rec(0, 1)},
-                     65,
-                     10,
-                     61,
-                     true}),
+        DowntimeCase{
+            "unsorted input", {rec(60, 1), rec(10, 1), rec(30, 0, kRefused), rec(0, 1)}, 65, 10, 61, true}),
     [](const auto& tp) {
       std::string n = tp.param.name;
       for (auto& ch : n) ch = (std::isalnum(static_cast<unsigned char>(ch)) != 0) ? ch : '_';
@@ -125,14 +122,12 @@ class StatusClassTest : public ::testing::TestWithParam<ClassifyCase> {};
 TEST_P(StatusClassTest, Maps) {
   EXPECT_EQ(classifyStatus(GetParam().value), GetParam().kind);
 }
-INSTANTIATE_TEST_SUITE_P(Table, StatusClassTest,
-                         ::testing::Values(ClassifyCase{200, kOk}, ClassifyCase{204, kOk}, ClassifyCase{302, kOk},
-                                           ClassifyCase{404, FailureKind::kHttpOther},
-                                           ClassifyCase{401, FailureKind::kHttpOther},
-                                           ClassifyCase{500, FailureKind::kHttp5xx},
-                                           ClassifyCase{502, FailureKind::kHttp5xx},
-                                           ClassifyCase{503, FailureKind::kHttp5xx},
-                                           ClassifyCase{101, FailureKind::kHttpOther}));
+INSTANTIATE_TEST_SUITE_P(
+    Table, StatusClassTest,
+    ::testing::Values(ClassifyCase{200, kOk}, ClassifyCase{204, kOk}, ClassifyCase{302, kOk},
+                      ClassifyCase{404, FailureKind::kHttpOther}, ClassifyCase{401, FailureKind::kHttpOther},
+                      ClassifyCase{500, FailureKind::kHttp5xx}, ClassifyCase{502, FailureKind::kHttp5xx},
+                      ClassifyCase{503, FailureKind::kHttp5xx}, ClassifyCase{101, FailureKind::kHttpOther}));
 
 class ConnectErrnoTest : public ::testing::TestWithParam<ClassifyCase> {};
 TEST_P(ConnectErrnoTest, Maps) {
@@ -158,8 +153,12 @@ INSTANTIATE_TEST_SUITE_P(Table, IoErrnoTest,
                                            ClassifyCase{EHOSTUNREACH, FailureKind::kUnreachable}));
 
 TEST(Summarize, CountsByKindSessionAndLatency) {
-  std::vector<ProbeRecord> r{rec(0, 1), rec(10, 3), rec(20, 0, kRefused), rec(30, 300, FailureKind::kTimeout),
-                             rec(40, 2, FailureKind::kHttp5xx), rec(50, 2)};
+  std::vector<ProbeRecord> r{rec(0, 1),
+                             rec(10, 3),
+                             rec(20, 0, kRefused),
+                             rec(30, 300, FailureKind::kTimeout),
+                             rec(40, 2, FailureKind::kHttp5xx),
+                             rec(50, 2)};
   r[0].session = SessionCheck::kValid;
   r[5].session = SessionCheck::kLost;
   auto s = summarize(r, 55000);

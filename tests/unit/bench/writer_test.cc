@@ -46,7 +46,8 @@ INSTANTIATE_TEST_SUITE_P(
         VerifyCase{"duplicate", {1, 2}, {}, {{10, 1}, {11, 2}, {12, 2}}, {}, {2}, 0, {}, 0},
         VerifyCase{"out of order", {1, 2, 3}, {}, {{10, 1}, {11, 3}, {12, 2}}, {}, {}, 1, {}, 0},
         VerifyCase{"rows given unsorted", {1, 2, 3}, {}, {{12, 3}, {10, 1}, {11, 2}}, {}, {}, 0, {}, 0},
-        VerifyCase{"replayed old row", {1, 2, 3}, {}, {{10, 1}, {11, 2}, {12, 3}, {13, 1}}, {}, {1}, 0, {}, 0},
+        VerifyCase{
+            "replayed old row", {1, 2, 3}, {}, {{10, 1}, {11, 2}, {12, 3}, {13, 1}}, {}, {1}, 0, {}, 0},
         VerifyCase{"unexpected row", {1}, {}, {{10, 1}, {11, 7}}, {}, {}, 0, {7}, 0},
         VerifyCase{"missing and duplicated", {1, 2, 3}, {}, {{10, 1}, {11, 1}}, {2, 3}, {1}, 0, {}, 0}),
     [](const auto& tp) {
@@ -81,12 +82,12 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         ClassifyCase{"ack", FailureKind::kOk, true, 200, R"({"ok":true,"writer":"w1","seq":7,"id":3})",
                      WriteOutcome::kAcknowledged},
-        ClassifyCase{"ack seq as string", FailureKind::kOk, true, 200, R"({"ok":true,"writer":"w1","seq":"7"})",
-                     WriteOutcome::kAcknowledged},
-        ClassifyCase{"ack for another seq", FailureKind::kOk, true, 200, R"({"ok":true,"writer":"w1","seq":6})",
-                     WriteOutcome::kUnknown},
-        ClassifyCase{"ack for another writer", FailureKind::kOk, true, 200, R"({"ok":true,"writer":"w2","seq":7})",
-                     WriteOutcome::kUnknown},
+        ClassifyCase{"ack seq as string", FailureKind::kOk, true, 200,
+                     R"({"ok":true,"writer":"w1","seq":"7"})", WriteOutcome::kAcknowledged},
+        ClassifyCase{"ack for another seq", FailureKind::kOk, true, 200,
+                     R"({"ok":true,"writer":"w1","seq":6})", WriteOutcome::kUnknown},
+        ClassifyCase{"ack for another writer", FailureKind::kOk, true, 200,
+                     R"({"ok":true,"writer":"w2","seq":7})", WriteOutcome::kUnknown},
         ClassifyCase{"ok false", FailureKind::kOk, true, 200, R"({"ok":false})", WriteOutcome::kUnknown},
         ClassifyCase{"not json", FailureKind::kOk, true, 200, "<html>", WriteOutcome::kUnknown},
         ClassifyCase{"redirect", FailureKind::kOk, true, 302, "", WriteOutcome::kUnknown},

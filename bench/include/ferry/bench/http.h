@@ -96,8 +96,8 @@ struct Timeouts {
 struct Attempt {
   std::uint64_t tag = 0;  // the caller's tag from start()
   FailureKind kind = FailureKind::kOk;
-  int sys_errno = 0;    // the errno behind a network failure, else 0
-  bool sent = false;    // some request bytes were handed to the kernel
+  int sys_errno = 0;           // the errno behind a network failure, else 0
+  bool sent = false;           // some request bytes were handed to the kernel
   Clock::time_point started;   // just before connect()
   Clock::time_point finished;  // answer complete, or the attempt given up
   HttpResponse response;       // status != 0 when a complete answer arrived
@@ -112,7 +112,8 @@ class HttpClient {
 
   // Starts a request now, on a new connection. Never blocks; an attempt that cannot
   // even start is reported by the next poll() as kLocalError.
-  void start(const Endpoint& endpoint, const HttpRequest& request, std::uint64_t tag, const Timeouts& timeouts);
+  void start(const Endpoint& endpoint, const HttpRequest& request, std::uint64_t tag,
+             const Timeouts& timeouts);
 
   // Drives the connections until `until` or until at least one attempt finished,
   // whichever is first, and returns the attempts that finished (in completion order).

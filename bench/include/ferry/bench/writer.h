@@ -86,8 +86,8 @@ struct VerifyReport {
   [[nodiscard]] bool pass() const { return missing.empty(); }
 };
 
-VerifyReport verifyWrites(const std::vector<std::int64_t>& acknowledged, const std::vector<std::int64_t>& unknown,
-                          std::vector<ServerRow> rows);
+VerifyReport verifyWrites(const std::vector<std::int64_t>& acknowledged,
+                          const std::vector<std::int64_t>& unknown, std::vector<ServerRow> rows);
 
 // The writer's state file, so `ferry writer --verify --writer W` can check later.
 Status saveWriterState(const std::filesystem::path& path, const WriterRun& run, const Url& url);
