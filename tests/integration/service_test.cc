@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -32,9 +33,11 @@ std::string hostPid(const std::string& host) {
   return pid;
 }
 
-ferry::ProcessResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 60s) {
+ferry::ProcessResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 60s,
+                         std::map<std::string, std::string> env = {}) {
   ferry::ProcessOptions o;
   o.timeout = timeout;
+  o.env = std::move(env);
   auto r = ferry::runProcess(argv, o);
   if (!r) {
     ADD_FAILURE() << "cannot start " << ferry::joinArgv(argv) << ": " << r.error().message();
@@ -84,7 +87,8 @@ class ServiceTest : public ::testing::Test {
   static void SetUpTestSuite() {
     if (geteuid() != 0) return;
     if (hostPid("a").empty() || !fs::exists("/proc/" + hostPid("a"))) {
-      auto up = run({kFerry, "lab", "up"}, 20min);
+      // The hosts get this build of ferry in their bundle.
+      auto up = run({kFerry, "lab", "up"}, 20min, {{"FERRY_BIN", kFerry}});
       ASSERT_TRUE(up.success()) << "ferry lab up failed:\n" << up.err;
     }
     auto r = run({kFerry, "lab", "deploy", "--on", "a", "--rows", "100", "--video-mb", "20"}, 30min);
