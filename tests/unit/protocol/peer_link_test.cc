@@ -404,6 +404,36 @@ TEST(PeerLink, MalformedAndPathEscapingMessagesAreRefusedNotDelivered) {
   EXPECT_TRUE(sawPathRefused);
 }
 
+// A peer whose TCP connection stays up but whose loop is wedged (no heartbeats):
+// libzmq alone would keep the connection; the application-level heartbeat
+// declares it dead after peerTimeout.
+TEST(PeerLink, ASilentPeerIsDeclaredDeadByHeartbeatTimeout) {
+  Pair p;
+  auto server = startLink(p.server());
+  ASSERT_TRUE(server);
+  zmq::context_t ctx(1);
+  zmq::socket_t raw(ctx, zmq::socket_type::dealer);
+  raw.set(zmq::sockopt::linger, 0);
+  raw.set(zmq::sockopt::curve_serverkey, p.serverKeys.publicKey);
+  raw.set(zmq::sockopt::curve_publickey, p.clientKeys.publicKey);
+  raw.set(zmq::sockopt::curve_secretkey, p.clientKeys.secretKey);
+  raw.connect(server->endpoint());
+  capnp::MallocMessageBuilder b;
+  auto h = b.initRoot<wire::Message>().getBody().initHello();
+  h.setProtocolVersion(kProtocolVersion);
+  h.setMinProtocolVersion(kMinProtocolVersion);
+  h.setNodeId("wedged");
+  h.setEpoch(7);
+  h.setFirstSeq(1);
+  zmq::message_t hello = encodeFrame(b);
+  ASSERT_TRUE(raw.send(hello, zmq::send_flags::none));
+  ASSERT_TRUE(server->waitConnected(5s).ok());
+  // Say nothing more; the TCP connection stays open.
+  for (int i = 0; i < 100 && server->stats().state == LinkState::kConnected; ++i) std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(server->stats().state, LinkState::kDisconnected);
+  EXPECT_NE(server->stats().lastError.find("silent"), std::string::npos) << server->stats().lastError;
+}
+
 TEST(PeerLink, LinkControlBodiesCannotBeSentByTheApplication) {
   Pair p;
   auto server = startLink(p.server());
