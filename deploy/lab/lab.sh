@@ -194,6 +194,18 @@ applyProfile() {
   fi
 }
 
+pruneCaches() {  # pruneCaches ROOTFS ARCHIVE: drop caches of older package lists/images
+  local d
+  for d in "$LAB_CACHE"/rootfs/*/; do
+    [[ ${d%/} == "$1" ]] || rm -rf --one-file-system "${d%/}"
+  done
+  find "$LAB_CACHE/rootfs" -maxdepth 1 -name '.build-*' -mmin +120 -exec rm -rf --one-file-system {} + 2>/dev/null || true
+  for d in "$LAB_CACHE"/images/ferry-canary-*.tar; do
+    [[ -e $d && $d != "$2" ]] && rm -f "$d"
+  done
+  return 0
+}
+
 labIsUp() {  # all hosts alive with the given rootfs and shared-storage setting
   local h
   [[ -f $LAB_RUN/rootfs && $(<"$LAB_RUN/rootfs") == "$1" ]] || return 1
@@ -265,6 +277,7 @@ cmdUp() {
   loadCanary "$canary" a
   loadCanary "$canary" b
   t4=$(nowMs)
+  pruneCaches "$rootfs" "$canary"
   applyProfile "$profile"
   say "up: hosts ${LAB_HOSTS[*]} in $(secs $(($(nowMs) - t0))) s (rootfs $(secs "$t_rootfs"), namespaces $(secs $((t2 - t1))), network+setup $(secs $((t3 - t2))), canary image $(secs $((t4 - t3))), links $(secs $(($(nowMs) - t4))))"
 }
