@@ -36,7 +36,7 @@ inHost() {  # inHost HOST CMD... : runs CMD inside HOST (machine environment cle
   shift
   pid=$(hostPid "$host") || die "host $host is not running — run 'ferry lab up'"
   env -i PATH="$HOST_PATH" HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" PODMAN_IGNORE_CGROUPSV1_WARNING=1 \
-    nsenter -t "$pid" -m -n -u -r -w -- "$@"
+    nsenter -t "$pid" -m -n -u -r -w -- "$@" 9>&-   # no daemon may inherit the lab lock
 }
 
 # ---- the ferry bundle: binary + its libraries + the Debian 12 loader -----------------
@@ -182,7 +182,7 @@ loadCanary() {  # loadCanary ARCHIVE HOST
 applyProfile() {
   local profile=$1
   if [[ -x $LAB_DIR/links.sh || -f $LAB_DIR/links.sh ]]; then
-    if bash "$LAB_DIR/links.sh" apply "$profile"; then
+    if bash "$LAB_DIR/links.sh" apply "$profile" 9>&-; then
       echo "$profile" >"$LAB_RUN/profile"
     else
       echo none >"$LAB_RUN/profile"
@@ -318,7 +318,7 @@ cmdDown() {
   exec 9>"$LAB_RUN/lock"
   flock -w 600 9 || die "another lab up/down is running (lock $LAB_RUN/lock)"
   if [[ -f $LAB_DIR/links.sh ]] && ip netns list | grep -qw "^$LAB_WIRE_NS"; then
-    bash "$LAB_DIR/links.sh" clear >/dev/null 2>&1 || true
+    bash "$LAB_DIR/links.sh" clear >/dev/null 2>&1 9>&- || true
   fi
   shopt -s globstar nullglob
   for ((i = 0; i < 50; i++)); do
