@@ -36,7 +36,14 @@ role = $role
 CONF
 }
 
-running() { inHost "$1" sh -c 'pgrep -f "ferry node run" >/dev/null'; }
+# The daemon's pid is kept in /run/ferry/node.pid inside the host (`pgrep -f` would
+# also match the shell that runs it).
+# A killed daemon may linger as a zombie until it is reaped: that is not running.
+running() {
+  inHost "$1" sh -c 'p=$(cat /run/ferry/node.pid 2>/dev/null) || exit 1
+    s=$(sed -n "s/^State:[[:space:]]*\([A-Z]\).*/\1/p" /proc/$p/status 2>/dev/null)
+    [ -n "$s" ] && [ "$s" != Z ] && [ "$s" != X ]'
+}
 
 start() {
   for h in "${NODE_HOSTS[@]}"; do
@@ -49,10 +56,14 @@ start() {
       say "node on $h already running"
       continue
     fi
-    local role=standby
-    # The first start decides the roles: a is active. Later starts keep the config.
-    inHost "$h" test -f /etc/ferry/node.conf || { [[ $h == a ]] && role=active; writeConfig "$h" "$role"; }
-    inHost "$h" sh -c 'setsid ferry node run --config /etc/ferry/node.conf >>/var/log/ferry/node.log 2>&1 < /dev/null &'
+    # The first start decides the roles (a is active); later starts keep the role the
+    # host has now and take the data directory from FERRY_SERVICE_DATA.
+    local role
+    role=$(inHost "$h" sed -n 's/^role = //p' /etc/ferry/node.conf 2>/dev/null || true)
+    [[ -n $role ]] || { role=standby; [[ $h == a ]] && role=active; }
+    writeConfig "$h" "$role"
+    inHost "$h" sh -c 'mkdir -p /run/ferry; setsid ferry node run --config /etc/ferry/node.conf \
+      >>/var/log/ferry/node.log 2>&1 < /dev/null & echo $! > /run/ferry/node.pid'
   done
   for h in "${NODE_HOSTS[@]}"; do
     local deadline=$((SECONDS + 15))
@@ -67,7 +78,7 @@ start() {
 stop() {
   for h in "${NODE_HOSTS[@]}"; do
     [[ -f $LAB_RUN/hosts/$h/pid ]] || continue
-    inHost "$h" sh -c 'pkill -TERM -f "ferry node run" || true'
+    inHost "$h" sh -c 'p=$(cat /run/ferry/node.pid 2>/dev/null) && kill -TERM "$p" 2>/dev/null; rm -f /run/ferry/node.pid; true'
   done
 }
 

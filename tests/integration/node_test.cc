@@ -26,12 +26,15 @@ using namespace std::chrono_literals;
 
 const std::string kFerry = FERRY_BIN;
 const std::string kNodes = std::string(FERRY_SOURCE_DIR) + "/deploy/lab/nodes.sh";
-const std::string kTestDir = "/srv/ferry/ref/node-test";  // inside the mirrored directory
+// The nodes mirror a directory of their own here, so this test never touches the
+// reference service's data (other tests deploy it).
+const std::string kDataDir = "/srv/ferry-nodetest";
+const std::string kTestDir = kDataDir + "/node-test";
 
 ferry::ProcessResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 180s) {
   ferry::ProcessOptions o;
   o.timeout = timeout;
-  o.env = {{"FERRY_BIN", kFerry}};
+  o.env = {{"FERRY_BIN", kFerry}, {"FERRY_SERVICE_DATA", kDataDir}};
   auto r = ferry::runProcess(argv, o);
   if (!r) {
     ADD_FAILURE() << "cannot start " << ferry::joinArgv(argv) << ": " << r.error().message();
@@ -84,6 +87,13 @@ class NodeTest : public ::testing::Test {
     ASSERT_TRUE(r.success()) << r.err;
     auto started = run({"bash", kNodes, "start"}, 60s);
     ASSERT_TRUE(started.success()) << started.out << started.err;
+  }
+  static void TearDownTestSuite() {
+    if (geteuid() != 0) return;
+    // Leave no daemon behind: later tests deploy and move the service on a and b.
+    run({"bash", kNodes, "stop"}, 60s);
+    sh("a", "rm -rf " + kDataDir);
+    sh("b", "rm -rf " + kDataDir + " /var/lib/ferry/replica.state");
   }
   void SetUp() override {
     if (geteuid() != 0) GTEST_SKIP() << "needs root (the lab)";
@@ -171,14 +181,14 @@ TEST_F(NodeTest, KilledNodesResumeWithoutFullRecopy) {
   auto before = json("a", {"status"});
   // Kill the standby in the middle of a 60 MB change, then restart it.
   ASSERT_TRUE(sh("a", "head -c 60000000 /dev/urandom > " + d + "/more").success());
-  sh("b", "sleep 0.3; pkill -KILL -f 'ferry node run'");
+  sh("b", "sleep 0.3; kill -KILL $(cat /run/ferry/node.pid)");
   ASSERT_TRUE(run({"bash", kNodes, "start"}, 60s).success());
   v = flushAndVerify();
   EXPECT_EQ(v["identical"], true) << v.dump();
   // Kill the active node too, mid-change, and restart it.
   ASSERT_TRUE(sh("a", "dd if=/dev/urandom of=" + d + "/base bs=1M count=4 seek=10 conv=notrunc 2>/dev/null")
                   .success());
-  sh("a", "pkill -KILL -f 'ferry node run'");
+  sh("a", "kill -KILL $(cat /run/ferry/node.pid)");
   ASSERT_TRUE(run({"bash", kNodes, "start"}, 60s).success());
   v = flushAndVerify();
   EXPECT_EQ(v["identical"], true) << v.dump();
