@@ -805,6 +805,12 @@ HashRequest DirectoryMirror::resumeRequest(const ResumeState& replica) const {
     req.all = true;
     return req;
   }
+  // A replica behind what it already acknowledged (wiped, or restored from an older
+  // copy) or from an older epoch cannot be trusted on any path: ask for everything.
+  if (replica.epoch < impl_->opt.epoch || (replica.epoch == impl_->opt.epoch && replica.seq < impl_->acked_seq)) {
+    req.all = true;
+    return req;
+  }
   std::set<std::string> paths(replica.intent.begin(), replica.intent.end());
   for (auto& [seq, ps] : impl_->unacked)
     if (replica.epoch != impl_->opt.epoch || seq > replica.seq) paths.insert(ps.begin(), ps.end());
