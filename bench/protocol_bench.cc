@@ -38,7 +38,9 @@ struct Run {
 double cpuNow() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  auto tv = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+  auto tv = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
   return tv(ru.ru_utime) + tv(ru.ru_stime);
 }
 
@@ -148,10 +150,12 @@ void report(const char* mode, uint64_t count, size_t size, std::vector<Run> runs
   std::sort(runs.begin(), runs.end(), [](const Run& a, const Run& b) { return a.seconds < b.seconds; });
   const double mib = static_cast<double>(count * size) / (1024.0 * 1024.0);
   const Run& med = runs[runs.size() / 2];
-  std::printf("%-10s  %6zu B x %6llu  median %8.0f msg/s  %7.1f MiB/s  (min %7.1f, max %7.1f MiB/s)  CPU %.2f s/GiB  runs %zu\n",
-              mode, size, static_cast<unsigned long long>(count), static_cast<double>(count) / med.seconds,
-              mib / med.seconds, mib / runs.back().seconds, mib / runs.front().seconds,
-              med.cpuSeconds / (mib / 1024.0), runs.size());
+  std::printf(
+      "%-10s  %6zu B x %6llu  median %8.0f msg/s  %7.1f MiB/s  (min %7.1f, max %7.1f MiB/s)  CPU %.2f s/GiB  "
+      "runs %zu\n",
+      mode, size, static_cast<unsigned long long>(count), static_cast<double>(count) / med.seconds,
+      mib / med.seconds, mib / runs.back().seconds, mib / runs.front().seconds,
+      med.cpuSeconds / (mib / 1024.0), runs.size());
 }
 
 }  // namespace
@@ -163,12 +167,18 @@ int main(int argc, char** argv) {
   std::string mode = "all";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
-    if (flag == "--count") count = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (flag == "--size") size = std::strtoull(argv[i + 1], nullptr, 10);
-    else if (flag == "--runs") runs = std::atoi(argv[i + 1]);
-    else if (flag == "--mode") mode = argv[i + 1];
+    if (flag == "--count")
+      count = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (flag == "--size")
+      size = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (flag == "--runs")
+      runs = std::atoi(argv[i + 1]);
+    else if (flag == "--mode")
+      mode = argv[i + 1];
     else {
-      std::fprintf(stderr, "protocol_bench: unknown flag %s — see the comment at the top of protocol_bench.cc\n", argv[i]);
+      std::fprintf(stderr,
+                   "protocol_bench: unknown flag %s — see the comment at the top of protocol_bench.cc\n",
+                   argv[i]);
       return 2;
     }
   }
@@ -180,8 +190,11 @@ int main(int argc, char** argv) {
     for (int r = 0; r < runs; ++r) v.push_back(fn());
     return v;
   };
-  if (mode == "all" || mode == "raw-plain") report("raw-plain", count, size, many([&] { return runRaw(count, size, false); }));
-  if (mode == "all" || mode == "raw-curve") report("raw-curve", count, size, many([&] { return runRaw(count, size, true); }));
-  if (mode == "all" || mode == "link") report("link", count, size, many([&] { return runLink(count, size); }));
+  if (mode == "all" || mode == "raw-plain")
+    report("raw-plain", count, size, many([&] { return runRaw(count, size, false); }));
+  if (mode == "all" || mode == "raw-curve")
+    report("raw-curve", count, size, many([&] { return runRaw(count, size, true); }));
+  if (mode == "all" || mode == "link")
+    report("link", count, size, many([&] { return runLink(count, size); }));
   return 0;
 }

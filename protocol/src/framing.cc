@@ -14,16 +14,16 @@ struct FrameDecoder {
                                                       const DecodeLimits& limits) {
     const size_t size = frame != nullptr ? frame->size() : bytes.size();
     const void* data = frame != nullptr ? frame->data() : bytes.data();
-    if (size == 0) return makeError("frame refused: empty", "the peer must send one Cap'n Proto message per frame");
+    if (size == 0)
+      return makeError("frame refused: empty", "the peer must send one Cap'n Proto message per frame");
     if (size % sizeof(capnp::word) != 0) {
       return makeError("frame refused: " + std::to_string(size) + " bytes is not a multiple of 8",
                        "not a Cap'n Proto message; the peer is not speaking ferry's protocol");
     }
     if (size > limits.maxFrameBytes) {
-      return makeError(
-          "frame refused: " + std::to_string(size) + " bytes exceeds the limit of " +
-              std::to_string(limits.maxFrameBytes),
-          "raise maxMessageBytes on both nodes if such messages are intended");
+      return makeError("frame refused: " + std::to_string(size) + " bytes exceeds the limit of " +
+                           std::to_string(limits.maxFrameBytes),
+                       "raise maxMessageBytes on both nodes if such messages are intended");
     }
     std::unique_ptr<DecodedFrame> out(new DecodedFrame());
     out->sizeBytes_ = size;
@@ -70,7 +70,8 @@ Result<std::unique_ptr<DecodedFrame>> decodeFrame(zmq::message_t&& frame, const 
   return detail::FrameDecoder::decode(&frame, {}, limits);
 }
 
-Result<std::unique_ptr<DecodedFrame>> decodeFrame(std::span<const std::byte> bytes, const DecodeLimits& limits) {
+Result<std::unique_ptr<DecodedFrame>> decodeFrame(std::span<const std::byte> bytes,
+                                                  const DecodeLimits& limits) {
   return detail::FrameDecoder::decode(nullptr, bytes, limits);
 }
 
@@ -87,32 +88,58 @@ zmq::message_t encodeFrame(capnp::MessageBuilder& message) {
 std::string bodyName(wire::Message::Body::Which which) {
   using W = wire::Message::Body::Which;
   switch (which) {
-    case W::UNSPECIFIED: return "unspecified";
-    case W::HELLO: return "hello";
-    case W::HEARTBEAT: return "heartbeat";
-    case W::CREDIT: return "credit";
-    case W::ACK: return "ack";
-    case W::STATUS: return "status";
-    case W::ERROR: return "error";
-    case W::FILE_META: return "fileMeta";
-    case W::BLOCK_DATA: return "blockData";
-    case W::TRUNCATE: return "truncate";
-    case W::BATCH_BEGIN: return "batchBegin";
-    case W::BATCH_END: return "batchEnd";
-    case W::PREPARE: return "prepare";
-    case W::CHECKPOINT_CHUNK: return "checkpointChunk";
-    case W::COMMIT: return "commit";
-    case W::COMMITTED: return "committed";
-    case W::ABORT: return "abort";
-    case W::ROLLED_BACK: return "rolledBack";
-    case W::RESUME_STATE: return "resumeState";
-    case W::HASH_REQUEST: return "hashRequest";
-    case W::FILE_HASHES: return "fileHashes";
-    case W::BATCH_APPLIED: return "batchApplied";
-    case W::MANIFEST_REQUEST: return "manifestRequest";
-    case W::MANIFEST_CHUNK: return "manifestChunk";
-    case W::RESUME_QUERY: return "resumeQuery";
-    default: break;
+    case W::UNSPECIFIED:
+      return "unspecified";
+    case W::HELLO:
+      return "hello";
+    case W::HEARTBEAT:
+      return "heartbeat";
+    case W::CREDIT:
+      return "credit";
+    case W::ACK:
+      return "ack";
+    case W::STATUS:
+      return "status";
+    case W::ERROR:
+      return "error";
+    case W::FILE_META:
+      return "fileMeta";
+    case W::BLOCK_DATA:
+      return "blockData";
+    case W::TRUNCATE:
+      return "truncate";
+    case W::BATCH_BEGIN:
+      return "batchBegin";
+    case W::BATCH_END:
+      return "batchEnd";
+    case W::PREPARE:
+      return "prepare";
+    case W::CHECKPOINT_CHUNK:
+      return "checkpointChunk";
+    case W::COMMIT:
+      return "commit";
+    case W::COMMITTED:
+      return "committed";
+    case W::ABORT:
+      return "abort";
+    case W::ROLLED_BACK:
+      return "rolledBack";
+    case W::RESUME_STATE:
+      return "resumeState";
+    case W::HASH_REQUEST:
+      return "hashRequest";
+    case W::FILE_HASHES:
+      return "fileHashes";
+    case W::BATCH_APPLIED:
+      return "batchApplied";
+    case W::MANIFEST_REQUEST:
+      return "manifestRequest";
+    case W::MANIFEST_CHUNK:
+      return "manifestChunk";
+    case W::RESUME_QUERY:
+      return "resumeQuery";
+    default:
+      break;
   }
   return "unknown(" + std::to_string(static_cast<unsigned>(which)) + ")";
 }
@@ -123,8 +150,10 @@ bool isLinkControl(wire::Message::Body::Which which) {
     case W::HELLO:
     case W::HEARTBEAT:
     case W::CREDIT:
-    case W::ACK: return true;
-    default: return false;
+    case W::ACK:
+      return true;
+    default:
+      return false;
   }
 }
 

@@ -49,7 +49,8 @@ Status ensureDir(const fs::path& dir, fs::perms perms) {
   std::error_code ec;
   if (!fs::exists(dir, ec)) {
     fs::create_directories(dir, ec);
-    if (ec) return makeError("cannot create " + dir.string() + ": " + ec.message(), "run as root or pass --dir");
+    if (ec)
+      return makeError("cannot create " + dir.string() + ": " + ec.message(), "run as root or pass --dir");
     fs::permissions(dir, perms, ec);
   }
   return okStatus();
@@ -85,7 +86,8 @@ Status validateZ85Key(std::string_view key) {
     return makeError("key has " + std::to_string(key.size()) + " characters, not 40",
                      "copy the whole Z85 key printed by 'ferry keygen' on the peer");
   }
-  if (!z85Decode(key, raw)) return makeError("key is not valid Z85 text", "copy the key exactly as printed by 'ferry keygen'");
+  if (!z85Decode(key, raw))
+    return makeError("key is not valid Z85 text", "copy the key exactly as printed by 'ferry keygen'");
   return okStatus();
 }
 
@@ -109,17 +111,18 @@ Status writeKeyPair(const fs::path& dir, const KeyPair& keys, bool overwrite) {
                                fs::perms::others_read | fs::perms::others_exec));
   std::error_code ec;
   if (!overwrite && fs::exists(dir / kKeyFile, ec)) {
-    return makeError(
-        "a key pair already exists in " + dir.string(),
-        "keep it (peers are paired with it) or pass --force to replace it and pair again");
+    return makeError("a key pair already exists in " + dir.string(),
+                     "keep it (peers are paired with it) or pass --force to replace it and pair again");
   }
   FERRY_TRY(writeFileAtomic(dir / kKeyFile,
                             "# ferry CurveZMQ key pair. Secret: keep this file mode 0600.\npublic-key = \"" +
                                 keys.publicKey + "\"\nsecret-key = \"" + keys.secretKey + "\"\n",
                             0600));
-  return writeFileAtomic(dir / kPubFile, "# ferry node public key (give it to the peer: ferry pair --peer-key ...)\npublic-key = \"" +
-                                            keys.publicKey + "\"\n",
-                         0644);
+  return writeFileAtomic(
+      dir / kPubFile,
+      "# ferry node public key (give it to the peer: ferry pair --peer-key ...)\npublic-key = \"" +
+          keys.publicKey + "\"\n",
+      0644);
 }
 
 Result<KeyPair> loadKeyPair(const fs::path& dir) {
@@ -139,7 +142,8 @@ Result<KeyPair> loadKeyPair(const fs::path& dir) {
   Status pubOk = validateZ85Key(keys.publicKey);
   Status secOk = validateZ85Key(keys.secretKey);
   if (!pubOk.ok() || !secOk.ok()) {
-    return makeError("key file " + file.string() + " is damaged", "regenerate with 'ferry keygen --force' and pair again");
+    return makeError("key file " + file.string() + " is damaged",
+                     "regenerate with 'ferry keygen --force' and pair again");
   }
   std::array<char, 41> derived{};
   if (zmq_curve_public(derived.data(), keys.secretKey.c_str()) != 0 || keys.publicKey != derived.data()) {

@@ -24,8 +24,9 @@ std::string quoted(std::string_view path) {
 }
 
 Error refused(std::string_view path, const std::string& why) {
-  return makeError("path " + quoted(path) + " refused: " + why,
-                   "a peer may only name normalised paths inside the data directory; the message was not applied");
+  return makeError(
+      "path " + quoted(path) + " refused: " + why,
+      "a peer may only name normalised paths inside the data directory; the message was not applied");
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <deque>
 #include <future>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -55,11 +56,16 @@ std::string msText(Millis ms) {
 
 std::string linkStateName(LinkState state) {
   switch (state) {
-    case LinkState::kConnecting: return "connecting";
-    case LinkState::kConnected: return "connected";
-    case LinkState::kDisconnected: return "disconnected";
-    case LinkState::kRefused: return "refused";
-    case LinkState::kStopped: return "stopped";
+    case LinkState::kConnecting:
+      return "connecting";
+    case LinkState::kConnected:
+      return "connected";
+    case LinkState::kDisconnected:
+      return "disconnected";
+    case LinkState::kRefused:
+      return "refused";
+    case LinkState::kStopped:
+      return "stopped";
   }
   return "unknown";
 }
@@ -68,11 +74,10 @@ class PeerLinkImpl final : public PeerLink {
  public:
   explicit PeerLinkImpl(PeerLinkConfig config)
       : cfg_(std::move(config)), log_(log::get("link")), ctx_(1), id_(gLinkCounter.fetch_add(1)) {
-    epoch_ = cfg_.epoch != 0
-                 ? cfg_.epoch
-                 : static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                             std::chrono::system_clock::now().time_since_epoch())
-                                             .count());
+    epoch_ = cfg_.epoch != 0 ? cfg_.epoch
+                             : static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                         std::chrono::system_clock::now().time_since_epoch())
+                                                         .count());
     recvEpoch_ = cfg_.resumeFrom.epoch;
     receivedSeq_ = cfg_.resumeFrom.seq;
     deliveredSeq_ = cfg_.resumeFrom.seq;
@@ -192,20 +197,22 @@ class PeerLinkImpl final : public PeerLink {
     std::unique_lock<std::mutex> lock(mu_);
     const uint64_t target = nextSeq_ - 1;
     if (!sendCv_.wait_for(lock, timeout, [&] { return stopped_ || ackedSeq_ >= target; })) {
-      return makeError("flush: peer " + peerName() + " acknowledged seq " + std::to_string(ackedSeq_) + " of " +
-                           std::to_string(target) + " within " + msText(timeout),
+      return makeError("flush: peer " + peerName() + " acknowledged seq " + std::to_string(ackedSeq_) +
+                           " of " + std::to_string(target) + " within " + msText(timeout),
                        "the peer is slow or unreachable; check 'ferry status'");
     }
-    if (ackedSeq_ < target) return makeError("flush: the link stopped before the peer acknowledged everything");
+    if (ackedSeq_ < target)
+      return makeError("flush: the link stopped before the peer acknowledged everything");
     return okStatus();
   }
 
   Status waitConnected(Millis timeout) override {
     std::unique_lock<std::mutex> lock(mu_);
-    if (!stateCv_.wait_for(lock, timeout, [&] { return stopped_ || stats_.state == LinkState::kConnected; })) {
-      return makeError("no connection to the peer at " + endpoint_ + " within " + msText(timeout) + " (link " +
-                           linkStateName(stats_.state) + (stats_.lastError.empty() ? "" : ": " + stats_.lastError) +
-                           ")",
+    if (!stateCv_.wait_for(lock, timeout,
+                           [&] { return stopped_ || stats_.state == LinkState::kConnected; })) {
+      return makeError("no connection to the peer at " + endpoint_ + " within " + msText(timeout) +
+                           " (link " + linkStateName(stats_.state) +
+                           (stats_.lastError.empty() ? "" : ": " + stats_.lastError) + ")",
                        "check that the peer's node runs, the address, and that both nodes are paired");
     }
     if (stats_.state != LinkState::kConnected) return makeError("the link stopped before it connected");
@@ -315,7 +322,8 @@ class PeerLinkImpl final : public PeerLink {
       allowed_.push_back({raw, peer.name});
     }
     std::array<unsigned char, 32> secret{};
-    if (!decodeKey(cfg_.keys.secretKey, secret)) return makeError("this node's secret key is invalid", "run ferry keygen");
+    if (!decodeKey(cfg_.keys.secretKey, secret))
+      return makeError("this node's secret key is invalid", "run ferry keygen");
     // The ZAP handler first: a CURVE server without one admits any client.
     zap_ = zmq::socket_t(ctx_, zmq::socket_type::rep);
     zap_.set(zmq::sockopt::linger, 0);
@@ -483,8 +491,9 @@ class PeerLinkImpl final : public PeerLink {
         return;
       }
       if (st != LinkState::kConnected && now - openedAt_ > cfg_.peerTimeout) {
-        linkDown(st == LinkState::kRefused ? "the peer refused this node's key"
-                                           : "no Hello from " + cfg_.endpoint + " within " + msText(cfg_.peerTimeout));
+        linkDown(st == LinkState::kRefused
+                     ? "the peer refused this node's key"
+                     : "no Hello from " + cfg_.endpoint + " within " + msText(cfg_.peerTimeout));
         if (st == LinkState::kRefused) setState(LinkState::kRefused);
         return;
       }
@@ -619,7 +628,8 @@ class PeerLinkImpl final : public PeerLink {
         if (sendCursor_ > creditThrough_ + peerWindowMessages_) return false;
         uint64_t inflight = 0;
         const uint64_t front = buffer_.front().seq;
-        for (uint64_t s = std::max(creditThrough_ + 1, front); s < sendCursor_; ++s) inflight += buffer_[s - front].bytes;
+        for (uint64_t s = std::max(creditThrough_ + 1, front); s < sendCursor_; ++s)
+          inflight += buffer_[s - front].bytes;
         const Outgoing& next = buffer_[sendCursor_ - front];
         if (inflight > 0 && inflight + next.bytes > peerWindowBytes_) return false;
         kj::ArrayPtr<const kj::byte> bytes = next.words.asBytes();
@@ -680,7 +690,8 @@ class PeerLinkImpl final : public PeerLink {
       ++stats_.messagesRefused;
       stats_.lastError = error.what;
     }
-    const bool fromPeer = cfg_.mode == PeerLinkConfig::Mode::kConnect || (rid && currentRid_ && *rid == *currentRid_);
+    const bool fromPeer =
+        cfg_.mode == PeerLinkConfig::Mode::kConnect || (rid && currentRid_ && *rid == *currentRid_);
     if (fromPeer && state() == LinkState::kConnected) sendError(code, error, epoch, seq);
   }
 
@@ -705,24 +716,34 @@ class PeerLinkImpl final : public PeerLink {
       refuse(rid, read.error(), wire::ErrorCode::MALFORMED, 0, 0);
       return;
     }
-    const bool current = cfg_.mode == PeerLinkConfig::Mode::kConnect || (rid && currentRid_ && *rid == *currentRid_);
+    const bool current =
+        cfg_.mode == PeerLinkConfig::Mode::kConnect || (rid && currentRid_ && *rid == *currentRid_);
     if (!current && which != W::HELLO) return;  // a stale connection, or one that has not said Hello
     lastHeard_ = Clock::now();
     Status valid = validateFrame(*frame);
     if (!valid.ok()) {
       const bool pathProblem = valid.error().what.find("path '") != std::string::npos;
       if (seq != 0) markRefused(epoch, seq);
-      refuse(rid, valid.error(), pathProblem ? wire::ErrorCode::PATH_REFUSED : wire::ErrorCode::MALFORMED, epoch, seq);
+      refuse(rid, valid.error(), pathProblem ? wire::ErrorCode::PATH_REFUSED : wire::ErrorCode::MALFORMED,
+             epoch, seq);
       return;
     }
     Status handled = readGuarded("handling a " + bodyName(which) + " message", [&]() -> Status {
       auto body = frame->message().getBody();
       switch (which) {
-        case W::HELLO: return onHello(rid, userId, body.getHello());
-        case W::HEARTBEAT: lastPeerHeartbeatMs_ = body.getHeartbeat().getSentAtMs(); return okStatus();
-        case W::CREDIT: onCredit(body.getCredit()); return okStatus();
-        case W::ACK: onAck(body.getAck()); return okStatus();
-        default: break;
+        case W::HELLO:
+          return onHello(rid, userId, body.getHello());
+        case W::HEARTBEAT:
+          lastPeerHeartbeatMs_ = body.getHeartbeat().getSentAtMs();
+          return okStatus();
+        case W::CREDIT:
+          onCredit(body.getCredit());
+          return okStatus();
+        case W::ACK:
+          onAck(body.getAck());
+          return okStatus();
+        default:
+          break;
       }
       if (seq == 0) return makeError("a '" + bodyName(which) + "' message without a sequence number");
       if (state() != LinkState::kConnected) return okStatus();  // before Hello: it will be resent
@@ -737,8 +758,8 @@ class PeerLinkImpl final : public PeerLink {
     if (h.getProtocolVersion() < kMinProtocolVersion || h.getMinProtocolVersion() > kProtocolVersion) {
       Error e = makeError("peer " + peerId + " speaks protocol " + std::to_string(h.getProtocolVersion()) +
                               " (accepts ≥ " + std::to_string(h.getMinProtocolVersion()) + "), this node " +
-                              std::to_string(kProtocolVersion) + " (accepts ≥ " + std::to_string(kMinProtocolVersion) +
-                              ")",
+                              std::to_string(kProtocolVersion) + " (accepts ≥ " +
+                              std::to_string(kMinProtocolVersion) + ")",
                           "run the same ferry version on both nodes");
       log_->error("[{}] {}", cfg_.nodeId, e.message());
       if (rid) currentRid_ = rid;
@@ -763,14 +784,15 @@ class PeerLinkImpl final : public PeerLink {
       // The peer's stream, which we receive.
       if (h.getEpoch() == recvEpoch_) {
         if (h.getFirstSeq() > receivedSeq_ + 1) {
-          log_->error("[{}] peer {} can resend only from seq {} but this node holds {}: seqs lost", cfg_.nodeId,
-                      peerId, h.getFirstSeq(), receivedSeq_);
+          log_->error("[{}] peer {} can resend only from seq {} but this node holds {}: seqs lost",
+                      cfg_.nodeId, peerId, h.getFirstSeq(), receivedSeq_);
           stats_.lastError = "peer stream gap: seqs " + std::to_string(receivedSeq_ + 1) + ".." +
                              std::to_string(h.getFirstSeq() - 1) + " lost";
           receivedSeq_ = h.getFirstSeq() - 1;
         }
       } else {
-        log_->info("[{}] peer {} stream epoch {} starts at seq {}", cfg_.nodeId, peerId, h.getEpoch(), h.getFirstSeq());
+        log_->info("[{}] peer {} stream epoch {} starts at seq {}", cfg_.nodeId, peerId, h.getEpoch(),
+                   h.getFirstSeq());
         recvEpoch_ = h.getEpoch();
         receivedSeq_ = h.getFirstSeq() == 0 ? 0 : h.getFirstSeq() - 1;
         deliveredSeq_ = receivedSeq_;
@@ -783,8 +805,8 @@ class PeerLinkImpl final : public PeerLink {
       if (h.getResumeEpoch() == epoch_) {
         from = h.getResumeSeq() + 1;
         if (from < oldest) {
-          log_->error("[{}] peer {} resumes from seq {} but seqs before {} were acknowledged and freed", cfg_.nodeId,
-                      peerId, from, oldest);
+          log_->error("[{}] peer {} resumes from seq {} but seqs before {} were acknowledged and freed",
+                      cfg_.nodeId, peerId, from, oldest);
           stats_.lastError = "peer resumes behind what it acknowledged; the application must resynchronise";
           from = oldest;
         }
@@ -854,7 +876,8 @@ class PeerLinkImpl final : public PeerLink {
         return;
       }
       if (seq != receivedSeq_ + 1) {
-        log_->warn("[{}] dropped seq {} from {}: expected {}", cfg_.nodeId, seq, peerName(), receivedSeq_ + 1);
+        log_->warn("[{}] dropped seq {} from {}: expected {}", cfg_.nodeId, seq, peerName(),
+                   receivedSeq_ + 1);
         return;
       }
       receivedSeq_ = seq;
@@ -864,7 +887,8 @@ class PeerLinkImpl final : public PeerLink {
       inboxBytes_ += bytes;
       stats_.inboxBytes = inboxBytes_;
       stats_.maxInboxBytes = std::max(stats_.maxInboxBytes, inboxBytes_);
-      if (seq - deliveredSeq_ > cfg_.windowMessages || inboxBytes_ > cfg_.windowBytes + cfg_.maxMessageBytes) {
+      if (seq - deliveredSeq_ > cfg_.windowMessages ||
+          inboxBytes_ > cfg_.windowBytes + cfg_.maxMessageBytes) {
         ++stats_.creditViolations;
       }
       inbox_.push_back(Received{epoch, seq, std::move(frame)});
@@ -884,7 +908,8 @@ class PeerLinkImpl final : public PeerLink {
     }
     if (parts.empty()) return;
     auto text = [&](size_t i) {
-      return i < parts.size() ? std::string(static_cast<const char*>(parts[i].data()), parts[i].size()) : std::string();
+      return i < parts.size() ? std::string(static_cast<const char*>(parts[i].data()), parts[i].size())
+                              : std::string();
     };
     const std::string version = text(0);
     const std::string requestId = text(1);
@@ -917,14 +942,22 @@ class PeerLinkImpl final : public PeerLink {
     if (status == "200") {
       log_->info("[{}] admitted peer '{}' [{}] from {}", cfg_.nodeId, userId, fp, address);
     } else {
-      log_->warn("[{}] refused a connection from {}: {} (key fingerprint {}) — if that node is yours, pair it here "
-                 "with 'ferry pair --peer-key KEY --name NAME'",
-                 cfg_.nodeId, address, reason, fp);
+      // One warning per key and minute: a misconfigured peer retries every few seconds.
+      const auto now = Clock::now();
+      auto& last = lastRefusalLog_[fp];
+      const bool loud = last == Clock::time_point{} || now - last >= std::chrono::minutes(1);
+      if (loud) last = now;
+      log_->log(
+          loud ? spdlog::level::warn : spdlog::level::debug,
+          "[{}] refused a connection from {}: {} (key fingerprint {}) — if that node is yours, pair it here "
+          "with 'ferry pair --peer-key KEY --name NAME'",
+          cfg_.nodeId, address, reason, fp);
       std::lock_guard<std::mutex> lock(mu_);
       ++stats_.authRefusals;
       stats_.lastError = "refused a connection from " + address + ": " + reason + " (key " + fp + ")";
     }
-    const std::array<std::string, 6> reply{"1.0", requestId, status, status == "200" ? "OK" : reason, userId, ""};
+    const std::array<std::string, 6> reply{"1.0",  requestId, status, status == "200" ? "OK" : reason,
+                                           userId, ""};
     for (size_t i = 0; i < reply.size(); ++i) {
       zmq::message_t m(reply[i].data(), reply[i].size());
       (void)zap_.send(m, i + 1 < reply.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
@@ -953,19 +986,21 @@ class PeerLinkImpl final : public PeerLink {
           break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
           if (!refusedLogged_) {
-            log_->error("[{}] the peer at {} refused this node's key (ZAP status {}, our key {}) — pair it on the "
-                        "peer: ferry pair --peer-key <this node's node.pub>",
-                        cfg_.nodeId, cfg_.endpoint, value, fingerprint(cfg_.keys.publicKey));
+            log_->error(
+                "[{}] the peer at {} refused this node's key (ZAP status {}, our key {}) — pair it on the "
+                "peer: ferry pair --peer-key <this node's node.pub>",
+                cfg_.nodeId, cfg_.endpoint, value, fingerprint(cfg_.keys.publicKey));
             refusedLogged_ = true;
           }
-          setError("the peer at " + cfg_.endpoint + " refused this node's key (ZAP status " + std::to_string(value) +
-                   ")");
+          setError("the peer at " + cfg_.endpoint + " refused this node's key (ZAP status " +
+                   std::to_string(value) + ")");
           setState(LinkState::kRefused);
           break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
         case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
-          setError("CURVE handshake with " + cfg_.endpoint +
-                   " failed (wrong server key, or not a ferry node) — check the peer key given to ferry pair");
+          setError(
+              "CURVE handshake with " + cfg_.endpoint +
+              " failed (wrong server key, or not a ferry node) — check the peer key given to ferry pair");
           log_->warn("[{}] {}", cfg_.nodeId, stats().lastError);
           break;
         case ZMQ_EVENT_DISCONNECTED:
@@ -975,7 +1010,8 @@ class PeerLinkImpl final : public PeerLink {
             openedAt_ = Clock::now();
           }
           break;
-        default: break;
+        default:
+          break;
       }
     }
   }
@@ -1034,10 +1070,12 @@ class PeerLinkImpl final : public PeerLink {
   uint64_t socketGeneration_ = 0;
   uint64_t lastPeerHeartbeatMs_ = 0;
   bool refusedLogged_ = false;
+  std::map<std::string, Clock::time_point> lastRefusalLog_;  // fingerprint -> last warning
 };
 
 Result<std::unique_ptr<PeerLink>> PeerLink::start(PeerLinkConfig config) {
-  if (config.endpoint.empty()) return makeError("peer link: no endpoint", "set the peer address in the config");
+  if (config.endpoint.empty())
+    return makeError("peer link: no endpoint", "set the peer address in the config");
   if (!validateZ85Key(config.keys.publicKey).ok() || !validateZ85Key(config.keys.secretKey).ok()) {
     return makeError("peer link: this node has no valid CURVE key pair", "run 'ferry keygen'");
   }
@@ -1045,8 +1083,10 @@ Result<std::unique_ptr<PeerLink>> PeerLink::start(PeerLinkConfig config) {
     return makeError("peer link: the peer's public key is missing or invalid",
                      "pair first: ferry pair --peer-key KEY --name NAME");
   }
-  if (config.windowBytes == 0 || config.windowMessages == 0 || config.maxBufferedBytes < config.maxMessageBytes) {
-    return makeError("peer link: windowBytes and windowMessages must be positive and maxBufferedBytes ≥ maxMessageBytes");
+  if (config.windowBytes == 0 || config.windowMessages == 0 ||
+      config.maxBufferedBytes < config.maxMessageBytes) {
+    return makeError(
+        "peer link: windowBytes and windowMessages must be positive and maxBufferedBytes ≥ maxMessageBytes");
   }
   auto link = std::make_unique<PeerLinkImpl>(std::move(config));
   FERRY_TRY(link->startThread());

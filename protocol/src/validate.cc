@@ -14,8 +14,10 @@ using W = wire::Message::Body::Which;
 Status checkText(capnp::Text::Reader text, const char* field, size_t maxBytes, bool required) {
   std::string_view view(text.cStr(), text.size());
   if (required && view.empty()) return makeError(std::string(field) + " is empty");
-  if (view.size() > maxBytes) return makeError(std::string(field) + " is longer than " + std::to_string(maxBytes) + " bytes");
-  if (view.find('\0') != std::string_view::npos) return makeError(std::string(field) + " contains a NUL byte");
+  if (view.size() > maxBytes)
+    return makeError(std::string(field) + " is longer than " + std::to_string(maxBytes) + " bytes");
+  if (view.find('\0') != std::string_view::npos)
+    return makeError(std::string(field) + " contains a NUL byte");
   return okStatus();
 }
 
@@ -45,9 +47,11 @@ Status checkCompression(wire::Compression compression, uint32_t length, size_t d
       if (dataBytes != 0) return makeError(std::string(field) + ": a zeros block carries data");
       return okStatus();
     case wire::Compression::UNSPECIFIED:
-    default: break;
+    default:
+      break;
   }
-  return makeError(std::string(field) + ": unknown compression " + std::to_string(static_cast<unsigned>(compression)));
+  return makeError(std::string(field) + ": unknown compression " +
+                   std::to_string(static_cast<unsigned>(compression)));
 }
 
 template <typename FileUnion>
@@ -96,13 +100,17 @@ Status validateBody(wire::Message::Reader message) {
     case W::BATCH_END:
     case W::BATCH_APPLIED:
     case W::MANIFEST_REQUEST:
-    case W::RESUME_QUERY: return okStatus();
-    case W::BATCH_BEGIN: return checkPaths(body.getBatchBegin().getPaths(), "batchBegin.paths");
-    case W::RESUME_STATE: return checkPaths(body.getResumeState().getIntent(), "resumeState.intent");
+    case W::RESUME_QUERY:
+      return okStatus();
+    case W::BATCH_BEGIN:
+      return checkPaths(body.getBatchBegin().getPaths(), "batchBegin.paths");
+    case W::RESUME_STATE:
+      return checkPaths(body.getResumeState().getIntent(), "resumeState.intent");
     case W::HASH_REQUEST: {
       auto h = body.getHashRequest();
       if (h.getBlockSize() < 4096 || h.getBlockSize() > (16u << 20)) {
-        return makeError("hashRequest.blockSize " + std::to_string(h.getBlockSize()) + " outside 4 KiB..16 MiB");
+        return makeError("hashRequest.blockSize " + std::to_string(h.getBlockSize()) +
+                         " outside 4 KiB..16 MiB");
       }
       return checkPaths(h.getPaths(), "hashRequest.paths");
     }
@@ -122,7 +130,8 @@ Status validateBody(wire::Message::Reader message) {
       }
       return okStatus();
     }
-    case W::STATUS: return checkText(body.getStatus().getText(), "status.text", 4096, false);
+    case W::STATUS:
+      return checkText(body.getStatus().getText(), "status.text", 4096, false);
     case W::ERROR: {
       auto e = body.getError();
       FERRY_TRY(checkText(e.getWhat(), "error.what", 4096, false));
@@ -135,11 +144,15 @@ Status validateBody(wire::Message::Reader message) {
       switch (f.getKind()) {
         case wire::FileKind::FILE:
         case wire::FileKind::DIRECTORY:
-        case wire::FileKind::DELETE: return okStatus();
-        case wire::FileKind::SYMLINK: return checkText(f.getLinkTarget(), "fileMeta.linkTarget", kMaxWirePathBytes, true);
-        case wire::FileKind::RENAME: return checkPath(f.getRenameTo(), "fileMeta.renameTo");
+        case wire::FileKind::DELETE:
+          return okStatus();
+        case wire::FileKind::SYMLINK:
+          return checkText(f.getLinkTarget(), "fileMeta.linkTarget", kMaxWirePathBytes, true);
+        case wire::FileKind::RENAME:
+          return checkPath(f.getRenameTo(), "fileMeta.renameTo");
         case wire::FileKind::UNSPECIFIED:
-        default: break;
+        default:
+          break;
       }
       return makeError("fileMeta.kind unknown (" + std::to_string(static_cast<unsigned>(f.getKind())) + ")");
     }
@@ -148,7 +161,8 @@ Status validateBody(wire::Message::Reader message) {
       FERRY_TRY(checkFileRef(b.getFile(), "blockData.file"));
       return checkCompression(b.getCompression(), b.getLength(), b.getData().size(), "blockData");
     }
-    case W::TRUNCATE: return checkFileRef(body.getTruncate().getFile(), "truncate.file");
+    case W::TRUNCATE:
+      return checkFileRef(body.getTruncate().getFile(), "truncate.file");
     case W::PREPARE: {
       auto p = body.getPrepare();
       FERRY_TRY(checkMigrationId(p.getMigrationId(), p.getEpoch()));
@@ -156,9 +170,12 @@ Status validateBody(wire::Message::Reader message) {
         case wire::MigrationMode::STOP_AND_COPY:
         case wire::MigrationMode::PRE_COPY:
         case wire::MigrationMode::POST_COPY:
-        case wire::MigrationMode::AUTO: break;
+        case wire::MigrationMode::AUTO:
+          break;
         case wire::MigrationMode::UNSPECIFIED:
-        default: return makeError("prepare.mode unknown (" + std::to_string(static_cast<unsigned>(p.getMode())) + ")");
+        default:
+          return makeError("prepare.mode unknown (" + std::to_string(static_cast<unsigned>(p.getMode())) +
+                           ")");
       }
       FERRY_TRY(checkText(p.getSourceNodeId(), "prepare.sourceNodeId", 255, false));
       return checkContainers(p.getContainers(), "prepare.containers");
@@ -168,7 +185,8 @@ Status validateBody(wire::Message::Reader message) {
       FERRY_TRY(checkMigrationId(c.getMigrationId(), c.getEpoch()));
       FERRY_TRY(checkText(c.getContainer(), "checkpointChunk.container", 255, true));
       FERRY_TRY(checkPath(c.getFileName(), "checkpointChunk.fileName"));
-      if (c.getCompression() == wire::Compression::NONE || c.getCompression() == wire::Compression::LZ4) return okStatus();
+      if (c.getCompression() == wire::Compression::NONE || c.getCompression() == wire::Compression::LZ4)
+        return okStatus();
       return makeError("checkpointChunk.compression unknown (" +
                        std::to_string(static_cast<unsigned>(c.getCompression())) + ")");
     }
@@ -195,7 +213,8 @@ Status validateBody(wire::Message::Reader message) {
       return checkContainers(r.getContainers(), "rolledBack.containers");
     }
     case W::UNSPECIFIED:
-    default: break;
+    default:
+      break;
   }
   return makeError("message body " + bodyName(body.which()) + " is not one this node knows",
                    "the peer may run a newer ferry; upgrade this node");
@@ -216,7 +235,8 @@ Status validateMessage(wire::Message::Reader message) {
 namespace ferry::protocol {
 
 Status validateFrame(const DecodedFrame& frame) {
-  return readGuarded("validating a received message", [&]() -> Status { return validateMessage(frame.message()); });
+  return readGuarded("validating a received message",
+                     [&]() -> Status { return validateMessage(frame.message()); });
 }
 
 }  // namespace ferry::protocol

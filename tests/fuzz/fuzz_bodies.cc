@@ -4,9 +4,9 @@
 
 namespace ferry::protocol::fuzz {
 
-#define FERRY_FUZZ_DEFINE(T)                                                                            \
-  int fuzz##T(const uint8_t* data, size_t size) {                                                       \
-    return fuzzBody<wire::T>(data, size,                                                                \
+#define FERRY_FUZZ_DEFINE(T)                                                                                \
+  int fuzz##T(const uint8_t* data, size_t size) {                                                           \
+    return fuzzBody<wire::T>(data, size,                                                                    \
                              [](wire::Message::Body::Builder body, wire::T::Reader r) { body.set##T(r); }); \
   }
 FERRY_FUZZ_BODIES(FERRY_FUZZ_DEFINE)

@@ -64,8 +64,10 @@ int main(int argc, char** argv) {
   }
   std::sort(files.begin(), files.end());
   if (files.empty()) {
-    std::fprintf(stderr, "%s: no seed inputs found — each fuzz target needs a seed corpus (tests/fuzz/corpus/<target>/)\n",
-                 argc > 0 ? argv[0] : "replay");
+    std::fprintf(
+        stderr,
+        "%s: no seed inputs found — each fuzz target needs a seed corpus (tests/fuzz/corpus/<target>/)\n",
+        argc > 0 ? argv[0] : "replay");
     return 1;
   }
   size_t runs = 0;

@@ -52,7 +52,8 @@ TEST_F(KeysCli, KeygenThenPairBothWays) {
 
   auto pair = ferryRun({"pair", "--dir", (dir_ / "b").string(), "--peer-key", aKey, "--name", "a"});
   ASSERT_EQ(pair.exit_code, 0) << pair.err;
-  EXPECT_NE(pair.out.find("paired with 'a' [" + aj.at("fingerprint").get<std::string>() + "]"), std::string::npos)
+  EXPECT_NE(pair.out.find("paired with 'a' [" + aj.at("fingerprint").get<std::string>() + "]"),
+            std::string::npos)
       << pair.out;
   auto list = ferryRun({"pair", "--dir", (dir_ / "b").string(), "--list", "--output", "json"});
   ASSERT_EQ(list.exit_code, 0);
@@ -67,25 +68,29 @@ TEST_F(KeysCli, KeygenThenPairBothWays) {
   const auto pos = text.find("secret-key = \"");
   ASSERT_NE(pos, std::string::npos);
   const std::string secret = text.substr(pos + 14, 40);
-  for (const auto* out : {&a.out, &a.err, &pair.out, &list.out}) EXPECT_EQ(out->find(secret), std::string::npos);
+  for (const auto* out : {&a.out, &a.err, &pair.out, &list.out})
+    EXPECT_EQ(out->find(secret), std::string::npos);
 }
 
 TEST_F(KeysCli, BadInputSaysWhatToDo) {
   auto shortKey = ferryRun({"pair", "--dir", dir_.string(), "--peer-key", "short"});
   EXPECT_EQ(shortKey.exit_code, 2);
-  EXPECT_EQ(shortKey.err,
-            "ferry: --peer-key: key has 5 characters, not 40 — copy the whole Z85 key printed by 'ferry keygen' on "
-            "the peer\n");
+  EXPECT_EQ(
+      shortKey.err,
+      "ferry: --peer-key: key has 5 characters, not 40 — copy the whole Z85 key printed by 'ferry keygen' on "
+      "the peer\n");
   auto noKey = ferryRun({"pair", "--dir", dir_.string()});
   EXPECT_EQ(noKey.exit_code, 2);
-  EXPECT_EQ(noKey.err, "ferry: ferry pair needs --peer-key KEY — the Z85 key 'ferry keygen' printed on the peer\n");
+  EXPECT_EQ(noKey.err,
+            "ferry: ferry pair needs --peer-key KEY — the Z85 key 'ferry keygen' printed on the peer\n");
   auto gen = ferryRun({"keygen", "--dir", dir_.string()});
   ASSERT_EQ(gen.exit_code, 0);
   auto again = ferryRun({"keygen", "--dir", dir_.string()});
   EXPECT_EQ(again.exit_code, 1);
   EXPECT_NE(again.err.find("a key pair already exists in " + dir_.string() + " — keep it"), std::string::npos)
       << again.err;
-  auto badName = ferryRun({"pair", "--dir", dir_.string(), "--peer-key", std::string(40, 'a'), "--name", "../x"});
+  auto badName =
+      ferryRun({"pair", "--dir", dir_.string(), "--peer-key", std::string(40, 'a'), "--name", "../x"});
   EXPECT_EQ(badName.exit_code, 2);
   EXPECT_EQ(badName.err, "ferry: peer name '../x' is not valid — use 1–64 characters of [A-Za-z0-9._-]\n");
 }

@@ -56,7 +56,9 @@ int runPair(const PairFlags& f) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& p : *peers) {
       if (f.output == "json") {
-        out.push_back({{"name", p.name}, {"public_key", p.publicKey}, {"fingerprint", proto::fingerprint(p.publicKey)}});
+        out.push_back({{"name", p.name},
+                       {"public_key", p.publicKey},
+                       {"fingerprint", proto::fingerprint(p.publicKey)}});
       } else {
         std::cout << p.name << "  " << proto::fingerprint(p.publicKey) << "  " << p.publicKey << "\n";
       }
@@ -65,7 +67,9 @@ int runPair(const PairFlags& f) {
     if (f.output != "json" && peers->empty()) std::cout << "no paired peers in " << f.dir << "/peers\n";
     return kExitOk;
   }
-  if (f.peerKey.empty()) return fail("ferry pair needs --peer-key KEY — the Z85 key 'ferry keygen' printed on the peer", kExitUsage);
+  if (f.peerKey.empty())
+    return fail("ferry pair needs --peer-key KEY — the Z85 key 'ferry keygen' printed on the peer",
+                kExitUsage);
   Status valid = proto::validateZ85Key(f.peerKey);
   if (!valid.ok()) return fail("--peer-key: " + valid.error().message(), kExitUsage);
   Status added = proto::addPeerKey(f.dir, {f.name, f.peerKey});
@@ -97,7 +101,9 @@ void addKeysCommands(CLI::App& app, Cli& cli) {
   auto* keygen = app.add_subcommand("keygen", "create this node's CURVE key pair (node.key 0600, node.pub)");
   keygen->add_option("--dir", kf->dir, "key directory")->capture_default_str();
   keygen->add_flag("--force", kf->force, "replace an existing key pair (peers must pair again)");
-  keygen->add_option("--output", kf->output, "text or json")->check(CLI::IsMember({"text", "json"}))->capture_default_str();
+  keygen->add_option("--output", kf->output, "text or json")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
   keygen->callback([&cli, kf] { cli.action = [kf] { return runKeygen(*kf); }; });
 
   auto pf = std::make_shared<PairFlags>();
@@ -106,7 +112,9 @@ void addKeysCommands(CLI::App& app, Cli& cli) {
   pair->add_option("--name", pf->name, "a name for the peer ([A-Za-z0-9._-])")->capture_default_str();
   pair->add_option("--dir", pf->dir, "key directory")->capture_default_str();
   pair->add_flag("--list", pf->list, "list the paired peers");
-  pair->add_option("--output", pf->output, "text or json")->check(CLI::IsMember({"text", "json"}))->capture_default_str();
+  pair->add_option("--output", pf->output, "text or json")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
   pair->callback([&cli, pf] { cli.action = [pf] { return runPair(*pf); }; });
 }
 

@@ -77,7 +77,8 @@ TEST_P(RoundTrip, MatchesItsGoldenFile) {
   auto now = decodeFrame(asSpan(encoded));
   ASSERT_TRUE(now.ok());
   EXPECT_EQ(std::string(kj::str((*old)->message()).cStr()), std::string(kj::str((*now)->message()).cStr()))
-      << sample.name << ": old bytes no longer read like the sample. Wire compatibility: only add fields with "
+      << sample.name
+      << ": old bytes no longer read like the sample. Wire compatibility: only add fields with "
       << "higher ordinals; never renumber, retype or remove.";
 }
 
@@ -203,7 +204,8 @@ std::vector<BadFrame> badFrames() {
   // Root pointer far outside the segment.
   v.push_back({"WildRootPointer", oneSegment({structPtr(3, 1, 100000)}, 1), "malformed"});
   // A byte list claiming 2^29-1 elements in a 3-word segment.
-  v.push_back({"HugeListPointer", oneSegment({structPtr(0, 1), listPtr(2, (1u << 29) - 1), 0}, 3), "malformed"});
+  v.push_back(
+      {"HugeListPointer", oneSegment({structPtr(0, 1), listPtr(2, (1u << 29) - 1), 0}, 3), "malformed"});
   // A void list of 2^29-1 elements: zero bytes, but an amplification attack on readers.
   v.push_back({"HugeVoidList", oneSegment({structPtr(0, 1), listPtr(0, (1u << 29) - 1), 0}, 3), "refused"});
   // 64 structs each pointing at the next: beyond the nesting limit.
@@ -236,7 +238,10 @@ TEST(Malformed, RandomBytesNeverCrash) {
   for (int i = 0; i < 5000; ++i) {
     std::string bytes(8 * (1 + rng() % 32), '\0');
     for (auto& ch : bytes) ch = static_cast<char>(rng());
-    if (i % 2 == 0) bytes.replace(0, 8, std::string("\0\0\0\0", 4) + std::string(1, static_cast<char>(bytes.size() / 8 - 1)) + std::string(3, '\0'));
+    if (i % 2 == 0)
+      bytes.replace(0, 8,
+                    std::string("\0\0\0\0", 4) + std::string(1, static_cast<char>(bytes.size() / 8 - 1)) +
+                        std::string(3, '\0'));
     auto decoded = decodeFrame(asSpan(bytes));
     if (decoded.ok() && validateFrame(**decoded).ok()) ++accepted;
   }
@@ -263,7 +268,8 @@ TEST(Framing, MisalignedBufferIsCopied) {
   char* base = storage.data();
   char* odd = base + (8 - reinterpret_cast<std::uintptr_t>(base) % 8) % 8 + 1;  // 8-aligned + 1
   std::memcpy(odd, hello.data(), hello.size());
-  auto decoded = decodeFrame(std::span<const std::byte>(reinterpret_cast<const std::byte*>(odd), hello.size()));
+  auto decoded =
+      decodeFrame(std::span<const std::byte>(reinterpret_cast<const std::byte*>(odd), hello.size()));
   ASSERT_TRUE(decoded.ok()) << decoded.error().message();
   EXPECT_TRUE((*decoded)->copied());
   EXPECT_EQ((*decoded)->message().getBody().which(), wire::Message::Body::Which::HELLO);
@@ -332,9 +338,12 @@ INSTANTIATE_TEST_SUITE_P(
                   m.getBody().getFileMeta().setRenameTo("../../b");
                 },
                 "renameTo"},
-        Invalid{"SymlinkWithoutTarget", [](auto m) { fileMeta(m, "a", wire::FileKind::SYMLINK); }, "linkTarget"},
-        Invalid{"UnknownKind", [](auto m) { fileMeta(m, "a", static_cast<wire::FileKind>(42)); }, "kind unknown"},
-        Invalid{"UnspecifiedKind", [](auto m) { fileMeta(m, "a", wire::FileKind::UNSPECIFIED); }, "kind unknown"},
+        Invalid{"SymlinkWithoutTarget", [](auto m) { fileMeta(m, "a", wire::FileKind::SYMLINK); },
+                "linkTarget"},
+        Invalid{"UnknownKind", [](auto m) { fileMeta(m, "a", static_cast<wire::FileKind>(42)); },
+                "kind unknown"},
+        Invalid{"UnspecifiedKind", [](auto m) { fileMeta(m, "a", wire::FileKind::UNSPECIFIED); },
+                "kind unknown"},
         Invalid{"ModeBits",
                 [](auto m) {
                   fileMeta(m, "a");

@@ -66,7 +66,8 @@ std::unique_ptr<PeerLink> startLink(PeerLinkConfig c) {
 }
 
 // A block whose bytes encode `index`, `size` bytes long.
-Result<uint64_t> sendBlock(PeerLink& link, uint64_t index, size_t size, std::chrono::milliseconds timeout = 5s) {
+Result<uint64_t> sendBlock(PeerLink& link, uint64_t index, size_t size,
+                           std::chrono::milliseconds timeout = 5s) {
   capnp::MallocMessageBuilder b;
   auto block = b.initRoot<wire::Message>().getBody().initBlockData();
   block.getFile().setPath("data/file");
@@ -173,7 +174,8 @@ TEST(PeerLink, UnknownClientKeyIsRefusedAndLogged) {
   for (int i = 0; i < 100 && server->stats().authRefusals == 0; ++i) std::this_thread::sleep_for(50ms);
   EXPECT_GE(server->stats().authRefusals, 1u);
   EXPECT_FALSE(client->waitConnected(1s).ok());
-  for (int i = 0; i < 60 && client->stats().state != LinkState::kRefused; ++i) std::this_thread::sleep_for(50ms);
+  for (int i = 0; i < 60 && client->stats().state != LinkState::kRefused; ++i)
+    std::this_thread::sleep_for(50ms);
   EXPECT_EQ(client->stats().state, LinkState::kRefused) << client->stats().lastError;
   EXPECT_NE(client->stats().lastError.find("refused this node's key"), std::string::npos);
 
@@ -191,7 +193,8 @@ TEST(PeerLink, UnknownClientKeyIsRefusedAndLogged) {
   EXPECT_NE(text.find("refused a connection from"), std::string::npos) << text;
   EXPECT_NE(text.find("unknown key"), std::string::npos) << text;
   EXPECT_NE(text.find(fingerprint(stranger.publicKey)), std::string::npos) << text;
-  for (const auto& k : {stranger.secretKey, stranger.publicKey, p.serverKeys.secretKey, p.clientKeys.secretKey}) {
+  for (const auto& k :
+       {stranger.secretKey, stranger.publicKey, p.serverKeys.secretKey, p.clientKeys.secretKey}) {
     EXPECT_EQ(text.find(k), std::string::npos) << "a key was logged";
   }
 }
@@ -429,7 +432,8 @@ TEST(PeerLink, ASilentPeerIsDeclaredDeadByHeartbeatTimeout) {
   ASSERT_TRUE(raw.send(hello, zmq::send_flags::none));
   ASSERT_TRUE(server->waitConnected(5s).ok());
   // Say nothing more; the TCP connection stays open.
-  for (int i = 0; i < 100 && server->stats().state == LinkState::kConnected; ++i) std::this_thread::sleep_for(50ms);
+  for (int i = 0; i < 100 && server->stats().state == LinkState::kConnected; ++i)
+    std::this_thread::sleep_for(50ms);
   EXPECT_EQ(server->stats().state, LinkState::kDisconnected);
   EXPECT_NE(server->stats().lastError.find("silent"), std::string::npos) << server->stats().lastError;
 }

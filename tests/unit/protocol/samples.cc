@@ -219,7 +219,8 @@ std::vector<Sample> makeSamples() {
                  b.setEpoch(3);
                  b.setSeq(42);
                }});
-  s.push_back({"manifestRequest", [](wire::Message::Builder m) { m.getBody().initManifestRequest().setRequestId(9); }});
+  s.push_back({"manifestRequest",
+               [](wire::Message::Builder m) { m.getBody().initManifestRequest().setRequestId(9); }});
   s.push_back({"manifestChunk", [](wire::Message::Builder m) {
                  auto c = m.getBody().initManifestChunk();
                  c.setRequestId(9);

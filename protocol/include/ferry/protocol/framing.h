@@ -61,8 +61,8 @@ class DecodedFrame {
  private:
   friend struct detail::FrameDecoder;
   DecodedFrame() = default;
-  zmq::message_t frame_;                  // kept when its data was already aligned
-  kj::Array<capnp::word> copy_;           // used otherwise
+  zmq::message_t frame_;         // kept when its data was already aligned
+  kj::Array<capnp::word> copy_;  // used otherwise
   std::unique_ptr<capnp::FlatArrayMessageReader> reader_;
   size_t sizeBytes_ = 0;
   bool copied_ = false;
@@ -71,7 +71,8 @@ class DecodedFrame {
 // Decodes a frame taken from a socket (no copy when libzmq's buffer is aligned).
 Result<std::unique_ptr<DecodedFrame>> decodeFrame(zmq::message_t&& frame, const DecodeLimits& limits = {});
 // Decodes bytes (always copied into an aligned buffer).
-Result<std::unique_ptr<DecodedFrame>> decodeFrame(std::span<const std::byte> bytes, const DecodeLimits& limits = {});
+Result<std::unique_ptr<DecodedFrame>> decodeFrame(std::span<const std::byte> bytes,
+                                                  const DecodeLimits& limits = {});
 
 // Serialises a message as one flat frame (segment table + segments).
 kj::Array<capnp::word> encodeMessage(capnp::MessageBuilder& message);
@@ -97,8 +98,9 @@ Status readGuarded(std::string_view what, F&& fn) noexcept {
   try {
     return std::forward<F>(fn)();
   } catch (const kj::Exception& e) {
-    return makeError(std::string(what) + ": malformed message (" + std::string(e.getDescription().cStr()) + ")",
-                     "the peer sent bytes that do not parse; it was refused and not applied");
+    return makeError(
+        std::string(what) + ": malformed message (" + std::string(e.getDescription().cStr()) + ")",
+        "the peer sent bytes that do not parse; it was refused and not applied");
   } catch (const std::exception& e) {
     return makeError(std::string(what) + ": " + e.what());
   }

@@ -38,7 +38,8 @@ struct StreamPosition {
 struct PeerLinkConfig {
   enum class Mode { kListen, kConnect };
   Mode mode = Mode::kConnect;
-  std::string endpoint;  // listen: "tcp://0.0.0.0:7300" ("tcp://127.0.0.1:*" picks a port); connect: "tcp://host:7300"
+  std::string endpoint;  // listen: "tcp://0.0.0.0:7300" ("tcp://127.0.0.1:*" picks a port); connect:
+                         // "tcp://host:7300"
 
   KeyPair keys;                       // this node's CURVE key pair
   std::vector<PeerKey> allowedPeers;  // listen: the only client keys the ZAP handler admits
