@@ -202,6 +202,26 @@ TEST(Mirror, OnlyChangedBlocksCrossTheLink) {
   EXPECT_EQ(differences(t.src(), t.dst()), "");
 }
 
+TEST(Mirror, WipedReplicaIsRefilledNotTrusted) {
+  // The standby lost everything it had acknowledged (a new disk, a wiped directory):
+  // it comes back at (epoch 0, seq 0) and the mirror must ask for every hash, not
+  // believe its memory of what the replica held.
+  TempTrees t;
+  writeFile(t.src() / "a", randomBytes(4 * kBlock, 21));
+  writeFile(t.src() / "b", "small");
+  Pair p(t);
+  ASSERT_TRUE(p.mirror->computeDelta(*p.link).ok());
+  ASSERT_EQ(differences(t.src(), t.dst()), "");
+  std::filesystem::remove_all(t.dst());
+  std::filesystem::create_directories(t.dst());
+  std::filesystem::remove(t.stateFile());
+  p.reopenReplica();
+  EXPECT_TRUE(p.mirror->resumeRequest(p.replica->resumeState()).all);
+  ASSERT_TRUE(p.link->reconnect(*p.replica).ok());
+  ASSERT_TRUE(p.mirror->computeDelta(*p.link).ok());
+  EXPECT_EQ(differences(t.src(), t.dst()), "");
+}
+
 class MirrorThreads : public ::testing::TestWithParam<std::uint32_t> {};
 
 TEST_P(MirrorThreads, BigKnownFileDeltaIsTheSameWithAnyThreadCount) {

@@ -121,9 +121,9 @@ TEST(Replica, RefusesOutOfOrderAndUnannouncedMessages) {
   EXPECT_FALSE(rep.apply(fileMeta("g", 0)).ok());  // not in the intent list
   ASSERT_TRUE(rep.apply(BatchBegin{1, 2, {"f"}}).ok());
   ASSERT_TRUE(rep.apply(fileMeta("f", 0)).ok());
-  EXPECT_FALSE(rep.apply(BatchEnd{1, 2, 5}).ok());  // wrong op count
+  EXPECT_FALSE(rep.apply(BatchEnd{1, 2, 5, false}).ok());  // wrong op count
   ASSERT_TRUE(rep.apply(BatchBegin{1, 3, {"f"}}).ok());
-  ASSERT_TRUE(rep.apply(BatchEnd{1, 3, 0}).ok());
+  ASSERT_TRUE(rep.apply(BatchEnd{1, 3, 0, false}).ok());
   EXPECT_TRUE(rep.consistent());
   EXPECT_FALSE(rep.apply(BatchBegin{1, 3, {"f"}}).ok());  // already applied
 }
@@ -169,7 +169,7 @@ TEST(Replica, RandomHostileMessagesNeverEscape) {
       }
       case 4: (void)rep.apply(Rename{p, q}); break;
       case 5: (void)rep.apply(Delete{p}); break;
-      case 6: (void)rep.apply(BatchEnd{1, seq - 1, rng() % 4}); break;
+      case 6: (void)rep.apply(BatchEnd{1, seq - 1, rng() % 4, false}); break;
       default: (void)rep.hashFiles(HashRequest{kBlock, rng() % 2 == 0, {p, q}}); break;
     }
   }

@@ -85,9 +85,10 @@ struct BatchEnd {
   std::uint64_t epoch = 0;
   std::uint64_t seq = 0;
   std::uint64_t ops = 0;            // number of messages between begin and end (a sanity check)
+  bool final = false;
+  // Added later; kept after `final` so BatchEnd{epoch, seq, ops, final} stays valid.
   std::uint64_t bytes = 0;          // wireSize() of those messages (statistics)
   std::uint64_t source_lag_ms = 0;  // age of the oldest change in this batch on the source
-  bool final = false;
 };
 
 using Message = std::variant<BatchBegin, FileMeta, Truncate, Block, Rename, Delete, BatchEnd>;
