@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <random>
 
 #include <gtest/gtest.h>
@@ -104,6 +105,23 @@ TEST(Replica, RenameAndDeleteRefuseEscapes) {
   ASSERT_TRUE(rep.apply(BatchBegin{1, 2, {"a"}}).ok());
   EXPECT_FALSE(rep.apply(Delete{"../victim"}).ok());
   EXPECT_TRUE(fs::exists(t.base() / "victim"));
+}
+
+TEST(Replica, IntentListSurvivesARestartWithOddNames) {
+  TempTrees t;
+  const std::string odd = "sp ace/new\nline%25\x01\xff";
+  {
+    auto r = ReplicaWriter::open(t.dst(), t.stateFile());
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE((*r)->apply(BatchBegin{1, 1, {odd, "plain"}}).ok());
+  }  // dies mid-batch
+  auto r = ReplicaWriter::open(t.dst(), t.stateFile());
+  ASSERT_TRUE(r.ok());
+  ResumeState rs = (*r)->resumeState();
+  EXPECT_FALSE(rs.consistent);
+  EXPECT_EQ(rs.seq, 0u);
+  ASSERT_EQ(rs.intent.size(), 2u);
+  EXPECT_TRUE(std::find(rs.intent.begin(), rs.intent.end(), odd) != rs.intent.end());
 }
 
 TEST(Replica, StateFileMustLiveOutsideTheReplica) {
