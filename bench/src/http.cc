@@ -12,6 +12,7 @@
 #include <cctype>
 #include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <cstring>
 #include <ctime>
 #include <set>
@@ -139,7 +140,7 @@ Result<std::chrono::microseconds> parseDuration(std::string_view text) {
     return bad();
   }
   if (us > 1e15) return bad();
-  return std::chrono::microseconds(static_cast<std::int64_t>(us + 0.5));
+  return std::chrono::microseconds(std::llround(us));
 }
 
 // ---- HTTP messages -----------------------------------------------------------------
@@ -153,7 +154,7 @@ std::optional<std::string> HttpResponse::header(std::string_view name) const {
 
 namespace {
 
-constexpr std::size_t kMaxHead = 64 * 1024;
+constexpr std::size_t kMaxHead = std::size_t{64} * 1024;
 
 // Decodes a chunked body starting at `data`. Returns kComplete with `body` filled,
 // kIncomplete when more bytes are needed, kBad on a malformed chunk.
@@ -525,7 +526,7 @@ struct HttpClient::Impl {
       if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) != 0) {
         // The server answered (or closed) before taking the whole request.
         onReadable(id, c);
-        if (conns.count(id) == 0) return;
+        if (!conns.contains(id)) return;
       }
       if ((events & EPOLLOUT) != 0) onWritable(id, c);
       return;

@@ -133,8 +133,8 @@ Result<ProbeRun> runProbe(const ProbeOptions& options, const std::atomic<bool>& 
   auto next_due = t0;
   std::uint64_t n = 0;
 
-  auto absorb = [&](std::vector<Attempt> attempts) {
-    for (auto& a : attempts) {
+  auto absorb = [&](const std::vector<Attempt>& attempts) {
+    for (const auto& a : attempts) {
       if (a.tag >= run.records.size()) continue;
       auto& r = run.records[a.tag];
       r.send_us = usBetween(t0, a.started);
