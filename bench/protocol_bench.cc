@@ -102,6 +102,10 @@ Run runLink(uint64_t count, size_t size) {
   receiver.join();
   Run run{std::chrono::duration<double>(Clock::now() - t0).count(), cpuNow() - cpu0};
   (void)(*connector)->flush(10s);
+  const auto stats = (*listener)->stats();
+  std::fprintf(stderr, "link: %llu of %llu received frames copied for alignment\n",
+               static_cast<unsigned long long>(stats.framesCopied),
+               static_cast<unsigned long long>(stats.messagesReceived));
   return run;
 }
 

@@ -35,9 +35,15 @@ std::atomic<uint64_t> gLinkCounter{0};  // unique inproc names; not state shared
 
 struct Outgoing {
   uint64_t seq = 0;
-  kj::Array<capnp::word> words;
+  // Shared with libzmq while a send of it is queued (zero-copy frames).
+  std::shared_ptr<kj::Array<capnp::word>> words;
   size_t bytes = 0;
 };
+
+// zmq free function for zero-copy frames (called from libzmq's I/O thread).
+void releaseWords(void* /*data*/, void* hint) {
+  delete static_cast<std::shared_ptr<kj::Array<capnp::word>>*>(hint);
+}
 
 bool decodeKey(const std::string& z85, std::array<unsigned char, 32>& out) {
   return z85.size() == 40 && zmq_z85_decode(out.data(), z85.c_str()) != nullptr;
@@ -153,8 +159,8 @@ class PeerLinkImpl final : public PeerLink {
     root.setSeq(seq);
     Outgoing out;
     out.seq = seq;
-    out.words = capnp::messageToFlatArray(message);
-    out.bytes = out.words.size() * sizeof(capnp::word);
+    out.words = std::make_shared<kj::Array<capnp::word>>(capnp::messageToFlatArray(message));
+    out.bytes = out.words->size() * sizeof(capnp::word);
     bufferedBytes_ += out.bytes;
     buffer_.push_back(std::move(out));
     stats_.nextSeq = nextSeq_;
@@ -632,8 +638,10 @@ class PeerLinkImpl final : public PeerLink {
           inflight += buffer_[s - front].bytes;
         const Outgoing& next = buffer_[sendCursor_ - front];
         if (inflight > 0 && inflight + next.bytes > peerWindowBytes_) return false;
-        kj::ArrayPtr<const kj::byte> bytes = next.words.asBytes();
-        frame = zmq::message_t(bytes.begin(), bytes.size());
+        // Zero-copy: libzmq holds a reference until it has written (or dropped) the frame.
+        kj::ArrayPtr<const kj::byte> bytes = next.words->asBytes();
+        auto* ref = new std::shared_ptr<kj::Array<capnp::word>>(next.words);
+        frame = zmq::message_t(const_cast<kj::byte*>(bytes.begin()), bytes.size(), &releaseWords, ref);
         seq = next.seq;
         stats_.inFlightBytes = inflight + next.bytes;
         stats_.maxInFlightBytes = std::max(stats_.maxInFlightBytes, stats_.inFlightBytes);
@@ -702,6 +710,10 @@ class PeerLinkImpl final : public PeerLink {
       return;
     }
     std::unique_ptr<DecodedFrame> frame = std::move(decoded.value());
+    if (frame->copied()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++stats_.framesCopied;
+    }
     W which = W::UNSPECIFIED;
     uint64_t epoch = 0;
     uint64_t seq = 0;

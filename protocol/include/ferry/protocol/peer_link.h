@@ -91,6 +91,7 @@ struct LinkStats {
   uint64_t maxInFlightBytes = 0;
   uint64_t inboxBytes = 0, maxInboxBytes = 0;
   uint64_t creditViolations = 0;  // the peer sent beyond our grant
+  uint64_t framesCopied = 0;      // received frames copied because libzmq's buffer was misaligned
 };
 
 // One delivered message.
