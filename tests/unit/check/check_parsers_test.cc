@@ -16,9 +16,9 @@ struct VersionCase {
   std::string shown;
 };
 
-class VersionTest : public ::testing::TestWithParam<VersionCase> {};
+class CheckVersionTest : public ::testing::TestWithParam<VersionCase> {};
 
-TEST_P(VersionTest, Parses) {
+TEST_P(CheckVersionTest, Parses) {
   const auto& c = GetParam();
   auto v = parseVersion(c.text);
   ASSERT_EQ(v.ok(), c.ok) << c.text;
@@ -29,7 +29,7 @@ TEST_P(VersionTest, Parses) {
   EXPECT_EQ(v->text, c.shown);
 }
 
-INSTANTIATE_TEST_SUITE_P(Table, VersionTest,
+INSTANTIATE_TEST_SUITE_P(Table, CheckVersionTest,
                          ::testing::Values(VersionCase{"4.2.1", true, 4, 2, 1, "4.2.1"},
                                            VersionCase{"4.2", true, 4, 2, 0, "4.2"},
                                            VersionCase{"6.18.44-fc-v769", true, 6, 18, 44, "6.18.44-fc-v769"},
@@ -40,7 +40,7 @@ INSTANTIATE_TEST_SUITE_P(Table, VersionTest,
                                            VersionCase{"", false, 0, 0, 0, ""},
                                            VersionCase{"unknown", false, 0, 0, 0, ""}));
 
-TEST(VersionCompare, AtLeast) {
+TEST(CheckVersionCompare, AtLeast) {
   auto v = parseVersion("4.2.1").value();
   EXPECT_TRUE(v.atLeast(4, 2));
   EXPECT_TRUE(v.atLeast(4, 2, 1));
@@ -57,9 +57,9 @@ struct ToolCase {
   std::string version;
 };
 
-class ToolVersionTest : public ::testing::TestWithParam<ToolCase> {};
+class CheckToolVersionTest : public ::testing::TestWithParam<ToolCase> {};
 
-TEST_P(ToolVersionTest, Parses) {
+TEST_P(CheckToolVersionTest, Parses) {
   const auto& c = GetParam();
   auto v = c.tool == "criu" ? parseCriuVersion(c.out) : parseToolVersion(c.tool, c.out);
   ASSERT_EQ(v.ok(), c.ok) << c.out;
@@ -71,7 +71,7 @@ TEST_P(ToolVersionTest, Parses) {
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    Table, ToolVersionTest,
+    Table, CheckToolVersionTest,
     ::testing::Values(ToolCase{"criu", kCriuVersion421, true, "4.2.1"}, ToolCase{"criu", kCriuVersionGit, true, "4.2"},
                       ToolCase{"criu", "criu: command not understood\n", false, ""},
                       ToolCase{"criu", "", false, ""}, ToolCase{"podman", kPodmanVersion, true, "5.4.2"},
@@ -81,7 +81,7 @@ INSTANTIATE_TEST_SUITE_P(
                       ToolCase{"podman", "Error: something odd\n", false, ""},
                       ToolCase{"podman", "podman version banana\n", false, ""}));
 
-TEST(CriuVersionError, QuotesOddOutputAndSaysWhatToInstall) {
+TEST(CheckCriuVersionError, QuotesOddOutputAndSaysWhatToInstall) {
   auto v = parseCriuVersion("hello world\n");
   ASSERT_FALSE(v.ok());
   EXPECT_NE(v.error().what.find("'hello world'"), std::string::npos);
@@ -171,20 +171,20 @@ struct CgroupCase {
   CgroupMode mode;
 };
 
-class CgroupTest : public ::testing::TestWithParam<CgroupCase> {};
+class CheckCgroupTest : public ::testing::TestWithParam<CgroupCase> {};
 
-TEST_P(CgroupTest, Detects) {
+TEST_P(CheckCgroupTest, Detects) {
   EXPECT_EQ(parseCgroupMode(GetParam().mounts), GetParam().mode);
 }
 
-INSTANTIATE_TEST_SUITE_P(Table, CgroupTest,
+INSTANTIATE_TEST_SUITE_P(Table, CheckCgroupTest,
                          ::testing::Values(CgroupCase{kMountsHybrid, CgroupMode::kHybrid},
                                            CgroupCase{kMountsV2, CgroupMode::kV2},
                                            CgroupCase{kMountsV1, CgroupMode::kV1},
                                            CgroupCase{"proc /proc proc rw 0 0\n", CgroupMode::kUnknown},
                                            CgroupCase{"", CgroupMode::kUnknown}));
 
-TEST(CpuInfo, ModelFlagsAndCount) {
+TEST(CheckCpuInfo, ModelFlagsAndCount) {
   auto c = parseCpuInfo(kCpuinfo);
   EXPECT_EQ(c.vendor, "GenuineIntel");
   EXPECT_EQ(c.model, "Intel(R) Xeon(R) Processor");
@@ -198,9 +198,9 @@ struct CapCase {
   bool sys_resource;
 };
 
-class CapTest : public ::testing::TestWithParam<CapCase> {};
+class CheckCapTest : public ::testing::TestWithParam<CapCase> {};
 
-TEST_P(CapTest, Parses) {
+TEST_P(CheckCapTest, Parses) {
   const auto& c = GetParam();
   auto cap = parseCapEff(c.status);
   ASSERT_EQ(cap.ok(), c.ok);
@@ -209,14 +209,14 @@ TEST_P(CapTest, Parses) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Table, CapTest,
+INSTANTIATE_TEST_SUITE_P(Table, CheckCapTest,
                          ::testing::Values(CapCase{kStatusNoSysResource, true, false},
                                            CapCase{kStatusFullCaps, true, true},
                                            CapCase{"Name:\tx\n", false, false},
                                            CapCase{"CapEff:\tzz\n", false, false},
                                            CapCase{"CapEff:\t\n", false, false}));
 
-TEST(CanaryState, Tokens) {
+TEST(CheckCanaryState, Tokens) {
   EXPECT_TRUE(parseCanaryState("socket=ok\nlock=ok\nuser=ok\n").all());
   auto s = parseCanaryState("socket=ok\nuser=ok\n");
   EXPECT_TRUE(s.socket);
@@ -230,9 +230,9 @@ struct DiagCase {
   std::string contains;
 };
 
-class DiagnoseTest : public ::testing::TestWithParam<DiagCase> {};
+class CheckDiagnoseTest : public ::testing::TestWithParam<DiagCase> {};
 
-TEST_P(DiagnoseTest, NamesWhatBroke) {
+TEST_P(CheckDiagnoseTest, NamesWhatBroke) {
   auto words = diagnoseCriuFailure(GetParam().text);
   if (GetParam().contains.empty()) {
     EXPECT_TRUE(words.empty()) << words;
@@ -242,7 +242,7 @@ TEST_P(DiagnoseTest, NamesWhatBroke) {
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    Table, DiagnoseTest,
+    Table, CheckDiagnoseTest,
     ::testing::Values(
         DiagCase{"Error (criu/sockets.c:548): sockets: Can't get 1:16 opt: Operation not supported", "TCP socket"},
         DiagCase{"Error (criu/cr-dump.c:1030): Can't get rlimit 0: Operation not permitted", "non-root process"},
@@ -250,7 +250,7 @@ INSTANTIATE_TEST_SUITE_P(
         DiagCase{"Error (criu/file-lock.c:350): Some file locks are hold without option --file-locks", "file lock"},
         DiagCase{"Error: something unrelated", ""}));
 
-TEST(Ldd, LibrariesAndLoader) {
+TEST(CheckLdd, LibrariesAndLoader) {
   auto l = parseLddOutput(
       "\tlinux-vdso.so.1 (0x00007f260ea8f000)\n"
       "\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f260e886000)\n"
@@ -260,7 +260,7 @@ TEST(Ldd, LibrariesAndLoader) {
   EXPECT_TRUE(parseLddOutput("\tnot a dynamic executable\n").loader.empty());
 }
 
-TEST(Base64, RoundTrips) {
+TEST(CheckBase64, RoundTrips) {
   for (std::string s : {std::string(), std::string("a"), std::string("ab"), std::string("abc"),
                         std::string("\0\xff\x10 binary", 10)}) {
     auto enc = base64Encode(s);

@@ -25,9 +25,9 @@ struct DeepCase {
   std::string broke_has;
 };
 
-class DeepTest : public ::testing::TestWithParam<DeepCase> {};
+class CheckDeepTest : public ::testing::TestWithParam<DeepCase> {};
 
-TEST_P(DeepTest, NamesWhatBrokeAndCleansUp) {
+TEST_P(CheckDeepTest, NamesWhatBrokeAndCleansUp) {
   const auto& c = GetParam();
   FakeRunner r;
   FakeFiles f;
@@ -80,7 +80,7 @@ TEST_P(DeepTest, NamesWhatBrokeAndCleansUp) {
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    Table, DeepTest,
+    Table, CheckDeepTest,
     ::testing::Values(
         DeepCase{"passes", nullptr, true, ""},
         DeepCase{"no_image", [](FakeRunner& r, FakeFiles&) { r.reply(pod({"image", "exists"}), {1, "", ""}); },

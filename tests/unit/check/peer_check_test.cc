@@ -49,9 +49,9 @@ struct PeerCase {
   std::string reason_has;
 };
 
-class PeerTest : public ::testing::TestWithParam<PeerCase> {};
+class CheckPeerTest : public ::testing::TestWithParam<PeerCase> {};
 
-TEST_P(PeerTest, Verdict) {
+TEST_P(CheckPeerTest, Verdict) {
   const auto& c = GetParam();
   auto a = labHost("a");
   auto b = labHost("b");
@@ -77,7 +77,7 @@ TEST_P(PeerTest, Verdict) {
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    Table, PeerTest,
+    Table, CheckPeerTest,
     ::testing::Values(
         PeerCase{"same_lab_hosts", nullptr, true, "", ""},
         PeerCase{"older_criu_on_target",
