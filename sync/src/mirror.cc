@@ -26,7 +26,9 @@ using namespace detail;
 namespace {
 
 constexpr std::uint64_t kUnknownHash = 0;
-constexpr std::uint64_t kParallelHashMin = 8ull << 20;  // chunks smaller than this hash on one thread  // never matches a real block (or, once in 2^64, costs a resend)
+constexpr std::uint64_t kParallelHashMin = 8ull
+                                           << 20;  // chunks smaller than this hash on one thread  // never
+                                                   // matches a real block (or, once in 2^64, costs a resend)
 
 struct Local {
   FileKind kind = FileKind::kRegular;
@@ -110,8 +112,9 @@ class Watcher {
   void add(const std::string& root, const std::string& rel) {
     if (fd_ < 0) return;
     std::string abs = rel.empty() ? root : root + "/" + rel;
-    constexpr std::uint32_t kMask = IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO |
-                                    IN_ATTRIB | IN_DELETE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK;
+    constexpr std::uint32_t kMask = IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE | IN_MOVED_FROM |
+                                    IN_MOVED_TO | IN_ATTRIB | IN_DELETE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW |
+                                    IN_EXCL_UNLINK;
     int wd = ::inotify_add_watch(fd_, abs.c_str(), kMask);
     if (wd < 0) {
       if (!degraded_)
@@ -179,7 +182,8 @@ struct DirectoryMirror::Impl {
   using Clock = std::chrono::steady_clock;
   std::optional<Clock::time_point> pending_since;  // oldest change not yet in a batch
   Clock::time_point round_since;
-  std::map<std::uint64_t, std::pair<Clock::time_point, std::uint64_t>> unacked_info;  // seq -> (oldest change, bytes)
+  std::map<std::uint64_t, std::pair<Clock::time_point, std::uint64_t>>
+      unacked_info;  // seq -> (oldest change, bytes)
 
   void drainEvents() {
     bool overflow = false;
@@ -396,9 +400,11 @@ struct DirectoryMirror::Impl {
     for (auto& p : scope) {
       auto li = local.find(p);
       if (li == local.end() || li->second.kind != FileKind::kDirectory) continue;
-      bool is_target = std::any_of(renames.begin(), renames.end(), [&](const RenameOp& r) { return r.to == p; });
+      bool is_target =
+          std::any_of(renames.begin(), renames.end(), [&](const RenameOp& r) { return r.to == p; });
       auto ei = entries.find(p);
-      if (!is_target && (ei == entries.end() || ei->second.kind != FileKind::kDirectory)) new_dirs.push_back(p);
+      if (!is_target && (ei == entries.end() || ei->second.kind != FileKind::kDirectory))
+        new_dirs.push_back(p);
     }
     std::set<std::string> dirs_done;
     auto emitDelete = [&](const std::string& p) {
@@ -442,7 +448,8 @@ struct DirectoryMirror::Impl {
       if (!progress) break;
     }
     for (auto& r : renames)
-      if (!r.done) log::get("sync")->debug("rename {} -> {} not expressible in order; re-sending", r.from, r.to);
+      if (!r.done)
+        log::get("sync")->debug("rename {} -> {} not expressible in order; re-sending", r.from, r.to);
     for (auto& d : new_dirs)  // parents first (sorted); only left over by a dropped rename
       if (!dirs_done.count(d)) createDir(d);
 
@@ -485,8 +492,8 @@ struct DirectoryMirror::Impl {
           break;
         case FileKind::kRegular: {
           bool content = ei == entries.end() || modified_now.count(p) || ei->second.size != l.size ||
-                         ei->second.mtime_ns != l.mtime_ns || (ei->second.ino != 0 && ei->second.ino != l.ino) ||
-                         ei->second.ino == 0;
+                         ei->second.mtime_ns != l.mtime_ns ||
+                         (ei->second.ino != 0 && ei->second.ino != l.ino) || ei->second.ino == 0;
           if (content) {
             tasks.push_back({p, l});
           } else if (ei->second.mode != l.mode || ei->second.uid != l.uid || ei->second.gid != l.gid) {
@@ -555,8 +562,9 @@ struct DirectoryMirror::Impl {
     return stats;
   }
 
-  Status sendBatches(DeltaSink& sink, bool final, std::vector<Message>& structural, const std::set<std::string>& touched,
-                     std::vector<Task>& tasks, const std::vector<std::vector<Chunk>>& batches, DeltaStats& stats) {
+  Status sendBatches(DeltaSink& sink, bool final, std::vector<Message>& structural,
+                     const std::set<std::string>& touched, std::vector<Task>& tasks,
+                     const std::vector<std::vector<Chunk>>& batches, DeltaStats& stats) {
     for (std::size_t k = 0; k < batches.size(); ++k) {
       std::uint64_t seq = next_seq++;
       BatchBegin begin{opt.epoch, seq, {}};
@@ -695,7 +703,8 @@ struct DirectoryMirror::Impl {
     e.mode = l.mode;
     e.uid = l.uid;
     e.gid = l.gid;
-    if (e.hashes.size() != blockCount(l.size, opt.block_size)) e.hashes.resize(blockCount(l.size, opt.block_size));
+    if (e.hashes.size() != blockCount(l.size, opt.block_size))
+      e.hashes.resize(blockCount(l.size, opt.block_size));
     bool changed_under_us = false;
     ++stats.files_hashed;
     // Incompressible data (video, encrypted or compressed pages) is skipped cheaply:
@@ -734,12 +743,13 @@ struct DirectoryMirror::Impl {
       for (std::size_t k = 0; s.ok() && k < changed.size();) {
         std::size_t j = k + 1;
         while (j < changed.size() && changed[j] == changed[j - 1] + 1 && j - k < 64) ++j;
-        s = hashBlocks(fd, l.size, opt.block_size, changed[k], changed[j - 1] + 1, sendBlock, &stats.bytes_read,
-                       &changed_under_us);
+        s = hashBlocks(fd, l.size, opt.block_size, changed[k], changed[j - 1] + 1, sendBlock,
+                       &stats.bytes_read, &changed_under_us);
         k = j;
       }
     } else {
-      s = hashBlocks(fd, l.size, opt.block_size, c.first, c.last, sendBlock, &stats.bytes_read, &changed_under_us);
+      s = hashBlocks(fd, l.size, opt.block_size, c.first, c.last, sendBlock, &stats.bytes_read,
+                     &changed_under_us);
     }
     if (!s.ok()) {
       if (needs_resume) return s;
@@ -768,9 +778,11 @@ Result<std::unique_ptr<DirectoryMirror>> DirectoryMirror::open(const std::filesy
                                                                MirrorOptions options) {
   struct stat st {};
   if (::stat(root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-    return makeError("cannot mirror " + root.string() + ": not a directory", "check the data directory setting");
+    return makeError("cannot mirror " + root.string() + ": not a directory",
+                     "check the data directory setting");
   if (options.block_size < 4096 || options.block_size > 16u * 1024 * 1024 || (options.block_size & 4095) != 0)
-    return makeError("block size " + std::to_string(options.block_size) + " is not a multiple of 4 KiB in 4 KiB–16 MiB");
+    return makeError("block size " + std::to_string(options.block_size) +
+                     " is not a multiple of 4 KiB in 4 KiB–16 MiB");
   auto impl = std::make_unique<Impl>();
   impl->root = std::filesystem::absolute(root).lexically_normal().string();
   while (impl->root.size() > 1 && impl->root.back() == '/') impl->root.pop_back();
@@ -807,7 +819,8 @@ HashRequest DirectoryMirror::resumeRequest(const ResumeState& replica) const {
   }
   // A replica behind what it already acknowledged (wiped, or restored from an older
   // copy) or from an older epoch cannot be trusted on any path: ask for everything.
-  if (replica.epoch < impl_->opt.epoch || (replica.epoch == impl_->opt.epoch && replica.seq < impl_->acked_seq)) {
+  if (replica.epoch < impl_->opt.epoch ||
+      (replica.epoch == impl_->opt.epoch && replica.seq < impl_->acked_seq)) {
     req.all = true;
     return req;
   }
@@ -899,14 +912,16 @@ MirrorLag DirectoryMirror::lag() {
   l.pending_paths = m.dirty.size() + m.walk_dirs.size();
   for (auto& p : m.modified) {
     auto it = m.entries.find(p);
-    if (it != m.entries.end() && it->second.kind == FileKind::kRegular) l.pending_bytes_max += it->second.size;
+    if (it != m.entries.end() && it->second.kind == FileKind::kRegular)
+      l.pending_bytes_max += it->second.size;
   }
   std::optional<Impl::Clock::time_point> oldest = m.pending_since;
   for (auto& [seq, info] : m.unacked_info) {
     l.unacked_bytes += info.second;
     if (!oldest || info.first < *oldest) oldest = info.first;
   }
-  if (oldest) l.oldest_change_ms = std::chrono::duration<double, std::milli>(Impl::Clock::now() - *oldest).count();
+  if (oldest)
+    l.oldest_change_ms = std::chrono::duration<double, std::milli>(Impl::Clock::now() - *oldest).count();
   return l;
 }
 

@@ -69,6 +69,7 @@ struct Node::Impl {
   sync::ResumeState pending_resume;
   std::vector<sync::FileHashes> hash_answer;
   Clock::time_point last_round{};
+  Clock::time_point last_walk = Clock::now();  // the size/mtime safety net runs every scan_interval
   Clock::time_point last_status_sent{};
   std::map<uint64_t, std::pair<uint64_t, Clock::time_point>> unacked;  // seq -> (bytes, sent at)
   Clock::time_point dirty_since{};
@@ -182,7 +183,10 @@ struct Node::Impl {
     }
     if (flush_gen == 0 && Clock::now() - last_round < kRoundInterval) return;
     last_round = Clock::now();
-    if (flush_gen != 0) mirror->requestWalk();
+    if (flush_gen != 0 || Clock::now() - last_walk > config.scan_interval) {
+      mirror->requestWalk();
+      last_walk = Clock::now();
+    }
     auto pending = mirror->pendingChanges();
     if (pending > 0 && !dirty) {
       dirty = true;

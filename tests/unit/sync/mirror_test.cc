@@ -35,8 +35,8 @@ void baseTree(const fs::path& s) {
 }
 
 const Scenario kScenarios[] = {
-    {"NewFile", baseTree, [](const fs::path& s) { writeFile(s / "db" / "new.ibd", randomBytes(kBlock + 7, 3)); },
-     2 * kBlock},
+    {"NewFile", baseTree,
+     [](const fs::path& s) { writeFile(s / "db" / "new.ibd", randomBytes(kBlock + 7, 3)); }, 2 * kBlock},
     {"NewDirectoryTree", baseTree,
      [](const fs::path& s) {
        fs::create_directories(s / "a" / "b" / "c");
@@ -51,13 +51,15 @@ const Scenario kScenarios[] = {
        ::close(fd);
      },
      2 * kBlock},
-    {"TruncatedFile", baseTree, [](const fs::path& s) { fs::resize_file(s / "db" / "ibdata1", 2 * kBlock + 5); },
-     kBlock},
+    {"TruncatedFile", baseTree,
+     [](const fs::path& s) { fs::resize_file(s / "db" / "ibdata1", 2 * kBlock + 5); }, kBlock},
     {"RewriteOnePageInPlace", baseTree,
-     [](const fs::path& s) { writeAt(s / "db" / "ibdata1", 5 * kBlock + 16384, randomBytes(16384, 5)); }, kBlock},
+     [](const fs::path& s) { writeAt(s / "db" / "ibdata1", 5 * kBlock + 16384, randomBytes(16384, 5)); },
+     kBlock},
     {"DeletedFile", baseTree, [](const fs::path& s) { fs::remove(s / "small.txt"); }, 0},
     {"DeletedTree", baseTree, [](const fs::path& s) { fs::remove_all(s / "db" / "sub"); }, 0},
-    {"RenamedFile", baseTree, [](const fs::path& s) { fs::rename(s / "db" / "ibdata1", s / "db" / "ibdata2"); }, 0},
+    {"RenamedFile", baseTree,
+     [](const fs::path& s) { fs::rename(s / "db" / "ibdata1", s / "db" / "ibdata2"); }, 0},
     {"RenamedDirectory", baseTree, [](const fs::path& s) { fs::rename(s / "db" / "sub", s / "moved"); }, 0},
     {"AtomicReplace", baseTree,
      [](const fs::path& s) {
@@ -170,7 +172,8 @@ TEST(Mirror, SparseFileStaysSparse) {
   ASSERT_TRUE(r.ok()) << r.error().message();
   EXPECT_EQ(differences(t.src(), t.dst()), "");
   EXPECT_LE(r->bytes_read, 2 * kBlock);  // holes are not read
-  struct stat a {}, b {};
+  struct stat a {
+  }, b{};
   ASSERT_EQ(::stat(f.c_str(), &a), 0);
   ASSERT_EQ(::stat((t.dst() / "sparse").c_str(), &b), 0);
   EXPECT_EQ(b.st_size, a.st_size);
@@ -193,7 +196,8 @@ TEST(Mirror, OnlyChangedBlocksCrossTheLink) {
   Pair p(t);
   ASSERT_TRUE(p.mirror->computeDelta(*p.link).ok());
   EXPECT_EQ(p.link->counters().block_bytes, 256 * kBlock);
-  for (int i = 0; i < 3; ++i) writeAt(t.src() / "big", static_cast<std::uint64_t>(i) * 40 * kBlock + 100, "xyz");
+  for (int i = 0; i < 3; ++i)
+    writeAt(t.src() / "big", static_cast<std::uint64_t>(i) * 40 * kBlock + 100, "xyz");
   p.link->resetCounters();
   auto r = p.mirror->computeDelta(*p.link);
   ASSERT_TRUE(r.ok());
@@ -288,7 +292,9 @@ TEST(Mirror, FinalDeltaMarksAPointInTimeCopy) {
 TEST(Mirror, ThreadedLinkAppliesOnAnotherThreadAndAcknowledges) {
   TempTrees t;
   baseTree(t.src());
-  for (int i = 0; i < 4; ++i) writeFile(t.src() / ("f" + std::to_string(i)), randomBytes(300 * kBlock, 40 + static_cast<std::uint64_t>(i)));
+  for (int i = 0; i < 4; ++i)
+    writeFile(t.src() / ("f" + std::to_string(i)),
+              randomBytes(300 * kBlock, 40 + static_cast<std::uint64_t>(i)));
   MirrorOptions mo;
   mo.max_batch_bytes = 64 * kBlock;
   Pair p(t, mo);
