@@ -155,7 +155,8 @@ CriuCheckParse parseCriuCheck(int exit_code, std::string_view out, std::string_v
   return p;
 }
 
-FeatureProbe parseCriuFeature(const std::string& name, int exit_code, std::string_view out, std::string_view err) {
+FeatureProbe parseCriuFeature(const std::string& name, int exit_code, std::string_view out,
+                              std::string_view err) {
   FeatureProbe f;
   f.name = name;
   const std::string yes = name + " is supported";
@@ -229,7 +230,8 @@ Result<std::uint64_t> parseCapEff(std::string_view proc_status) {
   for (auto line : splitLines(proc_status)) {
     if (!startsWith(line, "CapEff:")) continue;
     auto hex = trim(line.substr(7));
-    if (hex.empty() || hex.size() > 16) return makeError("odd CapEff line in /proc/self/status: " + quote(line));
+    if (hex.empty() || hex.size() > 16)
+      return makeError("odd CapEff line in /proc/self/status: " + quote(line));
     std::uint64_t v = 0;
     for (char ch : hex) {
       int d = 0;
@@ -275,15 +277,15 @@ std::string diagnoseCriuFailure(std::string_view text) {
        "(lab: use ferry-lab-prlimit-shim)"},
       {"In-flight connection",
        "the listening TCP socket: a connection in its backlog — add skip-in-flight to /etc/criu/runc.conf"},
-      {"--file-locks",
-       "the file lock: CRIU needs --file-locks on checkpoint and restore"},
-      {"file-locks",
-       "the file lock: CRIU needs --file-locks on checkpoint and restore"},
+      {"--file-locks", "the file lock: CRIU needs --file-locks on checkpoint and restore"},
+      {"file-locks", "the file lock: CRIU needs --file-locks on checkpoint and restore"},
       {"io_uring", "an io_uring instance: CRIU cannot dump io_uring"},
       {"Unexpected rt vDSO area bounds",
-       "CRIU itself: this CRIU does not know the kernel's vDSO layout — install criu ≥ 4.2 (Debian unstable)"},
+       "CRIU itself: this CRIU does not know the kernel's vDSO layout — install criu ≥ 4.2 (Debian "
+       "unstable)"},
       {"No parent found for mountpoint",
-       "CRIU's mount tree: the root is not a mount-namespace root (chroot?) — run in a pivot_root'ed namespace"},
+       "CRIU's mount tree: the root is not a mount-namespace root (chroot?) — run in a pivot_root'ed "
+       "namespace"},
       {"image not known", "the image: the restoring host does not have the same image ID"},
       {"Dirty tracking is OFF", "memory tracking: the kernel lacks soft-dirty (pre-dump impossible)"},
   }};
@@ -355,7 +357,8 @@ Result<std::string> base64Decode(std::string_view text) {
       continue;
     }
     int v = value(c);
-    if (v < 0 || ended) return makeError("not base64 data (bad character)", "pass the output of --cpuinfo-dump");
+    if (v < 0 || ended)
+      return makeError("not base64 data (bad character)", "pass the output of --cpuinfo-dump");
     acc = (acc << 6U) | static_cast<unsigned>(v);
     bits += 6;
     if (bits >= 8) {

@@ -189,8 +189,8 @@ class Deep {
     record("start canary", t, true, "socket, lock and uid-1000 process up");
 
     t = Clock::now();
-    auto cp = exec(podman({"container", "checkpoint", "--file-locks", "--compress", "none", "--export", archive_,
-                           name_}));
+    auto cp = exec(podman(
+        {"container", "checkpoint", "--file-locks", "--compress", "none", "--export", archive_, name_}));
     if (!cp.ok() || !cp->success()) {
       std::string text = cp.ok() ? cp->err + "\n" + cp->out : cp.error().message();
       text += "\n" + criuLog("dump.log");

@@ -59,7 +59,8 @@ ToolInfo probeTool(CommandRunner& runner, const std::string& name, const Collect
 }
 
 bool criuTooOldForSockets(const HostReport& r) {
-  return r.criu.found && r.kernel.atLeast(6, 16) && !r.criu.version.atLeast(kCriuSocketsMajor, kCriuSocketsMinor);
+  return r.criu.found && r.kernel.atLeast(6, 16) &&
+         !r.criu.version.atLeast(kCriuSocketsMajor, kCriuSocketsMinor);
 }
 
 std::string hex(std::uint64_t v) {
@@ -195,12 +196,14 @@ HostReport collectHostReport(CommandRunner& runner, FileReader& files, const Col
     r.prlimit_shim_where = "/etc/ld.so.preload";
   }
   if (!r.prlimit_shim && r.criu.found) {
-    if (auto w = files.read(r.criu.path); w.ok() && w->rfind("#!", 0) == 0 && w->find(kShimName) != std::string::npos) {
+    if (auto w = files.read(r.criu.path);
+        w.ok() && w->rfind("#!", 0) == 0 && w->find(kShimName) != std::string::npos) {
       r.prlimit_shim = true;
       r.prlimit_shim_where = r.criu.path + " (wrapper)";
     }
   }
-  logger->debug("host report for {}: criu {} podman {}", r.hostname, r.criu.version.text, r.podman.version.text);
+  logger->debug("host report for {}: criu {} podman {}", r.hostname, r.criu.version.text,
+                r.podman.version.text);
   return r;
 }
 
@@ -234,7 +237,8 @@ HostVerdict evaluateHost(const HostReport& r) {
     check_reason = r.criu_check.lines.empty() ? r.criu_check.summary : joinLines(r.criu_check.lines, 3);
   }
   add("criu_check", "criu check", r.criu_check.passed,
-      r.criu_check.ran ? r.criu_check.summary.substr(0, r.criu_check.summary.find(':')) : "not run", check_reason);
+      r.criu_check.ran ? r.criu_check.summary.substr(0, r.criu_check.summary.find(':')) : "not run",
+      check_reason);
   if (r.criu.found) {
     add("criu_check_all", "criu check --all", r.criu_check.all_passed,
         r.criu_check.all_passed ? "Looks good." : std::to_string(r.criu_check.all_lines.size()) + " missing",
@@ -245,12 +249,15 @@ HostVerdict evaluateHost(const HostReport& r) {
   std::string cap_value = !r.cap_eff ? "unknown" : (r.cap_sys_resource ? "present" : "absent");
   std::string cap_reason;
   if (r.cap_sys_resource) {
-    if (r.prlimit_shim) cap_reason = "lab prlimit shim wired in although not needed (" + r.prlimit_shim_where + ")";
+    if (r.prlimit_shim)
+      cap_reason = "lab prlimit shim wired in although not needed (" + r.prlimit_shim_where + ")";
   } else if (r.prlimit_shim) {
-    cap_reason = "lab-only " + std::string(kShimName) + " answers CRIU's rlimit reads (" + r.prlimit_shim_where + ")";
+    cap_reason =
+        "lab-only " + std::string(kShimName) + " answers CRIU's rlimit reads (" + r.prlimit_shim_where + ")";
   } else {
-    cap_reason = "CRIU cannot read rlimits of tasks of other users (mysql, www-data): their dumps fail with "
-                 "'Can't get rlimit' — run with CAP_SYS_RESOURCE";
+    cap_reason =
+        "CRIU cannot read rlimits of tasks of other users (mysql, www-data): their dumps fail with "
+        "'Can't get rlimit' — run with CAP_SYS_RESOURCE";
   }
   add("cap_sys_resource", "CAP_SYS_RESOURCE", rlimits_ok, cap_value + (r.prlimit_shim ? " + shim" : ""),
       cap_reason);
@@ -261,7 +268,8 @@ HostVerdict evaluateHost(const HostReport& r) {
   } else if (r.cgroup_mode == CgroupMode::kUnknown) {
     cg_reason = "no cgroup mounts under /sys/fs/cgroup";
   }
-  add("cgroup", "cgroup mode", r.cgroup_mode != CgroupMode::kUnknown, cgroupModeName(r.cgroup_mode), cg_reason);
+  add("cgroup", "cgroup mode", r.cgroup_mode != CgroupMode::kUnknown, cgroupModeName(r.cgroup_mode),
+      cg_reason);
   add("cpu", "CPU", !r.cpu.model.empty(),
       (r.cpu.model.empty() ? "unknown" : r.cpu.model) + ", " + std::to_string(r.cpu.count) + " cpus, " +
           std::to_string(r.cpu.flags.size()) + " flags",
@@ -278,8 +286,8 @@ HostVerdict evaluateHost(const HostReport& r) {
   v.can_checkpoint = missing.empty();
   std::string cold_reason;
   if (!v.can_checkpoint) cold_reason = "needs " + joinLines(missing, 6);
-  add("mode.checkpoint", "checkpoint/restore (cold)", v.can_checkpoint, v.can_checkpoint ? "available" : "unavailable",
-      cold_reason);
+  add("mode.checkpoint", "checkpoint/restore (cold)", v.can_checkpoint,
+      v.can_checkpoint ? "available" : "unavailable", cold_reason);
 
   const FeatureProbe* dirty = r.feature("mem_dirty_track");
   bool dirty_ok = dirty != nullptr && dirty->supported;
@@ -288,11 +296,13 @@ HostVerdict evaluateHost(const HostReport& r) {
   if (dirty == nullptr) {
     pre_reason = "cannot tell: soft-dirty tracking is probed with CRIU, which is not available";
   } else if (!dirty_ok) {
-    pre_reason = "kernel lacks soft-dirty page tracking (criu check --feature mem_dirty_track: " + dirty->detail + ")";
+    pre_reason =
+        "kernel lacks soft-dirty page tracking (criu check --feature mem_dirty_track: " + dirty->detail + ")";
   } else if (!v.can_checkpoint) {
     pre_reason = "checkpoint/restore itself is unavailable";
   }
-  add("mode.precopy", "memory pre-copy", v.can_precopy, v.can_precopy ? "available" : "unavailable", pre_reason);
+  add("mode.precopy", "memory pre-copy", v.can_precopy, v.can_precopy ? "available" : "unavailable",
+      pre_reason);
 
   const FeatureProbe* uffd = r.feature("uffd");
   const FeatureProbe* noncoop = r.feature("uffd-noncoop");
@@ -376,7 +386,8 @@ nlohmann::json reportToJson(const HostReport& r, const HostVerdict& v) {
       {"features", features},
       {"iptables_restore", r.iptables_restore},
       {"cgroup_mode", cgroupModeName(r.cgroup_mode)},
-      {"cpu", {{"vendor", r.cpu.vendor}, {"model", r.cpu.model}, {"count", r.cpu.count}, {"flags", r.cpu.flags}}},
+      {"cpu",
+       {{"vendor", r.cpu.vendor}, {"model", r.cpu.model}, {"count", r.cpu.count}, {"flags", r.cpu.flags}}},
       {"cap_eff", r.cap_eff ? hex(*r.cap_eff) : ""},
       {"cap_sys_resource", r.cap_sys_resource},
       {"prlimit_shim", r.prlimit_shim},
@@ -385,13 +396,15 @@ nlohmann::json reportToJson(const HostReport& r, const HostVerdict& v) {
   };
   nlohmann::json items = nlohmann::json::array();
   for (const auto& i : v.items) {
-    items.push_back({{"key", i.key}, {"label", i.label}, {"ok", i.ok}, {"value", i.value}, {"reason", i.reason}});
+    items.push_back(
+        {{"key", i.key}, {"label", i.label}, {"ok", i.ok}, {"value", i.value}, {"reason", i.reason}});
   }
-  return {{"schema", "ferry.check.host/1"},
-          {"host", host},
-          {"items", items},
-          {"modes", {{"checkpoint", v.can_checkpoint}, {"precopy", v.can_precopy}, {"postcopy", v.can_postcopy}}},
-          {"ok", v.can_checkpoint}};
+  return {
+      {"schema", "ferry.check.host/1"},
+      {"host", host},
+      {"items", items},
+      {"modes", {{"checkpoint", v.can_checkpoint}, {"precopy", v.can_precopy}, {"postcopy", v.can_postcopy}}},
+      {"ok", v.can_checkpoint}};
 }
 
 Result<HostReport> reportFromJson(const nlohmann::json& j) {
@@ -477,7 +490,8 @@ std::string renderHostTable(const HostReport& r, const HostVerdict& v) {
   std::ostringstream out;
   out << "ferry check: " << (r.hostname.empty() ? "this host" : r.hostname) << "\n";
   renderItems(out, v.items);
-  out << "verdict: " << (v.can_checkpoint ? "ready for checkpoint/restore" : "NOT ready for checkpoint/restore")
+  out << "verdict: "
+      << (v.can_checkpoint ? "ready for checkpoint/restore" : "NOT ready for checkpoint/restore")
       << "; pre-copy " << (v.can_precopy ? "yes" : "no") << ", post-copy " << (v.can_postcopy ? "yes" : "no")
       << "\n";
   return out.str();

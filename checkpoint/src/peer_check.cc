@@ -57,8 +57,8 @@ std::string criuErrors(const ProcessResult& r) {
 
 }  // namespace
 
-PeerVerdict comparePeers(const std::string& source_name, const HostReport& source, const std::string& target_name,
-                         const HostReport& target, const CpuCompat& cpu) {
+PeerVerdict comparePeers(const std::string& source_name, const HostReport& source,
+                         const std::string& target_name, const HostReport& target, const CpuCompat& cpu) {
   PeerVerdict v;
   v.source = source_name;
   v.target = target_name;
@@ -90,9 +90,9 @@ PeerVerdict comparePeers(const std::string& source_name, const HostReport& sourc
   if (!source.criu.found || !target.criu.found) {
     criu_reason = "CRIU missing on " + (source.criu.found ? target_name : source_name);
   } else if (!criu_ok) {
-    criu_reason = target_name + "'s CRIU " + target.criu.version.text + " is older than " + source_name + "'s " +
-                  source.criu.version.text + ": images written by a newer CRIU may not restore — upgrade " +
-                  target_name;
+    criu_reason = target_name + "'s CRIU " + target.criu.version.text + " is older than " + source_name +
+                  "'s " + source.criu.version.text +
+                  ": images written by a newer CRIU may not restore — upgrade " + target_name;
   } else if (!(source.criu.version == target.criu.version)) {
     criu_reason = "newer on the target: fine";
   }
@@ -101,7 +101,8 @@ PeerVerdict comparePeers(const std::string& source_name, const HostReport& sourc
   bool rt_ok = source.runtime.found && target.runtime.found && source.runtime.name == target.runtime.name;
   std::string rt_reason;
   if (!rt_ok) {
-    rt_reason = "both hosts need the same OCI runtime (" + source.runtime.name + " vs " + target.runtime.name + ")";
+    rt_reason =
+        "both hosts need the same OCI runtime (" + source.runtime.name + " vs " + target.runtime.name + ")";
     if (!source.runtime.found || !target.runtime.found) {
       rt_reason = source.runtime.name + " missing on " + (source.runtime.found ? target_name : source_name);
     }
@@ -111,8 +112,8 @@ PeerVerdict comparePeers(const std::string& source_name, const HostReport& sourc
   add("runtime", "OCI runtime " + source.runtime.name, rt_ok, versionPair(source.runtime, target.runtime),
       rt_reason);
 
-  bool podman_ok =
-      source.podman.found && target.podman.found && source.podman.version.major == target.podman.version.major;
+  bool podman_ok = source.podman.found && target.podman.found &&
+                   source.podman.version.major == target.podman.version.major;
   std::string podman_reason;
   if (!source.podman.found || !target.podman.found) {
     podman_reason = "Podman missing on " + (source.podman.found ? target_name : source_name);
@@ -124,10 +125,12 @@ PeerVerdict comparePeers(const std::string& source_name, const HostReport& sourc
   add("podman", "Podman", podman_ok, versionPair(source.podman, target.podman), podman_reason);
 
   add("kernel", "kernel", true, source.kernel.text + " → " + target.kernel.text,
-      source.kernel == target.kernel ? "" : "kernels differ; CRIU restores across kernels when features match");
+      source.kernel == target.kernel ? ""
+                                     : "kernels differ; CRIU restores across kernels when features match");
 
   bool cg_ok = source.cgroup_mode == target.cgroup_mode && source.cgroup_mode != CgroupMode::kUnknown;
-  add("cgroup", "cgroup mode", cg_ok, cgroupModeName(source.cgroup_mode) + " → " + cgroupModeName(target.cgroup_mode),
+  add("cgroup", "cgroup mode", cg_ok,
+      cgroupModeName(source.cgroup_mode) + " → " + cgroupModeName(target.cgroup_mode),
       cg_ok ? "" : "the container's cgroup layout must exist on the target");
 
   // CPU: CRIU's own verdict, plus the flags the target lacks as a hint.
@@ -148,7 +151,8 @@ PeerVerdict comparePeers(const std::string& source_name, const HostReport& sourc
     cpu_reason = "target lacks flags " + lacking_text + " but CRIU accepts the image";
   }
   add("cpu", "CPU (criu cpuinfo)", cpu_ok,
-      (cpu_ok ? "compatible" : "incompatible") + std::string(", ") + source.cpu.model + " → " + target.cpu.model,
+      (cpu_ok ? "compatible" : "incompatible") + std::string(", ") + source.cpu.model + " → " +
+          target.cpu.model,
       cpu_reason);
 
   v.restorable = std::all_of(v.items.begin(), v.items.end(), [](const CheckItem& i) { return i.ok; });
@@ -158,7 +162,8 @@ PeerVerdict comparePeers(const std::string& source_name, const HostReport& sourc
 nlohmann::json peerToJson(const PeerVerdict& v) {
   nlohmann::json items = nlohmann::json::array();
   for (const auto& i : v.items) {
-    items.push_back({{"key", i.key}, {"label", i.label}, {"ok", i.ok}, {"value", i.value}, {"reason", i.reason}});
+    items.push_back(
+        {{"key", i.key}, {"label", i.label}, {"ok", i.ok}, {"value", i.value}, {"reason", i.reason}});
   }
   return {{"schema", "ferry.check.peer/1"},
           {"source", v.source},
@@ -173,7 +178,8 @@ Result<std::string> dumpCpuInfo(CommandRunner& runner) {
   ProcessOptions po;
   po.timeout = std::chrono::seconds(30);
   auto r = runner.run({"criu", "cpuinfo", "dump", "-D", dir.path()}, po);
-  if (!r.ok()) return makeError("criu cpuinfo dump: " + r.error().what, "install criu ≥ 4.2 (Debian unstable)");
+  if (!r.ok())
+    return makeError("criu cpuinfo dump: " + r.error().what, "install criu ≥ 4.2 (Debian unstable)");
   if (!r->success()) return makeError("criu cpuinfo dump failed: " + criuErrors(*r));
   auto img = readFile(std::filesystem::path(dir.path()) / "cpuinfo.img");
   if (!img.ok()) return makeError("criu cpuinfo dump wrote no cpuinfo.img: " + img.error().what);

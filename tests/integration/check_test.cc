@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "ferry/base/process.h"
@@ -72,7 +73,12 @@ class CheckTest : public ::testing::Test {
     auto pid = firstWord("/run/ferry-lab/hosts/a/pid");
     bool up = !pid.empty() && fs::exists("/proc/" + pid);
     // `lab up` on a running lab only refreshes the hosts' ferry bundle.
-    if (!up || firstWord("/run/ferry-lab/bundle/source") != kFerry) {
+    // The hosts' bundle is a copy: refresh it when it came from elsewhere or is older.
+    const fs::path bundled = "/run/ferry-lab/bundle/bin/ferry";
+    std::error_code ec;
+    bool stale = firstWord("/run/ferry-lab/bundle/source") != kFerry || !fs::exists(bundled, ec) ||
+                 fs::last_write_time(kFerry, ec) > fs::last_write_time(bundled, ec);
+    if (!up || stale) {
       auto r = run({kFerry, "lab", "up"}, 20min, {{"FERRY_BIN", kFerry}});
       ASSERT_TRUE(r.success()) << "ferry lab up failed:\n" << r.out << r.err;
     }
@@ -155,7 +161,8 @@ TEST_P(CheckHostTest, DeepPassesAndLeavesNothingBehind) {
   auto ps = run({kFerry, "lab", "exec", host, "--", "podman", "ps", "-a", "--format", "{{.Names}}"});
   EXPECT_TRUE(ps.success()) << ps.err;
   EXPECT_EQ(ps.out.find("ferry-check-canary"), std::string::npos) << ps.out;
-  auto tmp = run({kFerry, "lab", "exec", host, "--", "sh", "-c", "ls -d /tmp/ferry-check-* 2>/dev/null; true"});
+  auto tmp =
+      run({kFerry, "lab", "exec", host, "--", "sh", "-c", "ls -d /tmp/ferry-check-* 2>/dev/null; true"});
   EXPECT_TRUE(tmp.success()) << tmp.err;
   EXPECT_EQ(tmp.out, "") << "staging directories left in " << host << "'s /tmp";
 }

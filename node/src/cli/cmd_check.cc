@@ -37,7 +37,7 @@ std::string selfExe() {
 
 // Validates a lab host name; returns an exit code (0 = fine) after printing the error.
 int checkLabHost(const std::string& host, ck::FileReader& files) {
-  if (kLabHosts.count(host) == 0) {
+  if (!kLabHosts.contains(host)) {
     return fail("unknown lab host '" + host + "' — lab hosts are a, b, lb, client", kExitUsage);
   }
   auto pid = files.read("/run/ferry-lab/hosts/" + host + "/pid");
@@ -49,8 +49,9 @@ int checkLabHost(const std::string& host, ck::FileReader& files) {
 }
 
 // Runs `ferry ARGS...` inside a lab host through `ferry lab exec`.
-Result<ProcessResult> inHost(ck::CommandRunner& runner, const std::string& host, std::vector<std::string> args,
-                             std::chrono::milliseconds timeout, std::string stdin_data = {}) {
+Result<ProcessResult> inHost(ck::CommandRunner& runner, const std::string& host,
+                             std::vector<std::string> args, std::chrono::milliseconds timeout,
+                             std::string stdin_data = {}) {
   std::vector<std::string> argv{selfExe(), "lab", "exec", host, "--", "ferry"};
   argv.insert(argv.end(), args.begin(), args.end());
   ProcessOptions po;
@@ -68,7 +69,8 @@ std::string lastLine(const std::string& s) {
   auto end = s.find_last_not_of(" \t\r\n");
   if (end == std::string::npos) return {};
   auto start = s.rfind('\n', end);
-  return s.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1);
+  return s.substr(start == std::string::npos ? 0 : start + 1,
+                  end - (start == std::string::npos ? 0 : start + 1) + 1);
 }
 
 struct RemoteCheck {
@@ -84,8 +86,8 @@ Result<RemoteCheck> remoteCheck(ck::CommandRunner& runner, const std::string& ho
   nlohmann::json j = nlohmann::json::parse(r->out, nullptr, false);
   if (j.is_discarded()) {
     auto why = lastLine(r->err);
-    return makeError("ferry check in lab host " + host + " printed no report (exit " + std::to_string(r->exit_code) +
-                         (why.empty() ? ")" : "): " + why),
+    return makeError("ferry check in lab host " + host + " printed no report (exit " +
+                         std::to_string(r->exit_code) + (why.empty() ? ")" : "): " + why),
                      "run 'ferry lab exec " + host + " -- ferry check' to see it");
   }
   auto report = ck::reportFromJson(j);
@@ -135,7 +137,8 @@ int runRemote(const CheckFlags& flags) {
 int runPeer(const CheckFlags& flags) {
   auto runner = ck::makeSystemRunner();
   auto files = ck::makeSystemFileReader();
-  if (flags.host == flags.peer) return fail("--host and --peer name the same host '" + flags.host + "'", kExitUsage);
+  if (flags.host == flags.peer)
+    return fail("--host and --peer name the same host '" + flags.host + "'", kExitUsage);
   for (const auto* h : {&flags.host, &flags.peer}) {
     if (int rc = checkLabHost(*h, *files); rc != kExitOk) return rc;
   }
@@ -152,7 +155,8 @@ int runPeer(const CheckFlags& flags) {
   } else if (!dump->success()) {
     cpu.detail = "on " + flags.host + ": " + lastLine(dump->err);
   } else {
-    auto check = inHost(*runner, flags.peer, {"check", "--cpuinfo-check"}, std::chrono::seconds(60), dump->out);
+    auto check =
+        inHost(*runner, flags.peer, {"check", "--cpuinfo-check"}, std::chrono::seconds(60), dump->out);
     nlohmann::json cj = check.ok() ? nlohmann::json::parse(check->out, nullptr, false) : nlohmann::json();
     if (!check.ok()) {
       cpu.detail = check.error().message();
@@ -188,12 +192,13 @@ int runCpuinfoCheck() {
   std::string in{std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
   auto img = ck::base64Decode(in);
   if (!img.ok()) return fail(img.error().message(), kExitUsage);
-  if (img->empty()) return fail("no cpuinfo image on stdin — pipe in the output of 'ferry check --cpuinfo-dump'",
-                                kExitUsage);
+  if (img->empty())
+    return fail("no cpuinfo image on stdin — pipe in the output of 'ferry check --cpuinfo-dump'", kExitUsage);
   auto runner = ck::makeSystemRunner();
   auto c = ck::checkCpuInfo(*runner, *img);
-  std::cout << nlohmann::json{{"checked", c.checked}, {"compatible", c.compatible}, {"detail", c.detail}}.dump()
-            << "\n";
+  std::cout
+      << nlohmann::json{{"checked", c.checked}, {"compatible", c.compatible}, {"detail", c.detail}}.dump()
+      << "\n";
   return c.checked ? kExitOk : kExitFailure;
 }
 
@@ -201,9 +206,11 @@ int runCpuinfoCheck() {
 
 void addCheckCommands(CLI::App& app, Cli& cli) {
   auto flags = std::make_shared<CheckFlags>();
-  auto* cmd = app.add_subcommand("check", "preflight: can this host (or lab host) checkpoint, restore, migrate?");
+  auto* cmd =
+      app.add_subcommand("check", "preflight: can this host (or lab host) checkpoint, restore, migrate?");
   cmd->add_option("--host", flags->host, "run the check inside this lab host (a, b, lb, client)");
-  cmd->add_option("--peer", flags->peer, "with --host: can a checkpoint from --host be restored on this host?");
+  cmd->add_option("--peer", flags->peer,
+                  "with --host: can a checkpoint from --host be restored on this host?");
   cmd->add_option("--output", flags->output, "text or json");
   cmd->add_flag("--deep", flags->deep,
                 "also checkpoint and restore a canary container (TCP listener, file lock, non-root process)");

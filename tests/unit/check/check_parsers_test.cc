@@ -29,16 +29,14 @@ TEST_P(CheckVersionTest, Parses) {
   EXPECT_EQ(v->text, c.shown);
 }
 
-INSTANTIATE_TEST_SUITE_P(Table, CheckVersionTest,
-                         ::testing::Values(VersionCase{"4.2.1", true, 4, 2, 1, "4.2.1"},
-                                           VersionCase{"4.2", true, 4, 2, 0, "4.2"},
-                                           VersionCase{"6.18.44-fc-v769", true, 6, 18, 44, "6.18.44-fc-v769"},
-                                           VersionCase{"1.1.15+ds1", true, 1, 1, 15, "1.1.15+ds1"},
-                                           VersionCase{"v2.1.12", true, 2, 1, 12, "2.1.12"},
-                                           VersionCase{"  5.4.2\n", true, 5, 4, 2, "5.4.2"},
-                                           VersionCase{"4", false, 0, 0, 0, ""},
-                                           VersionCase{"", false, 0, 0, 0, ""},
-                                           VersionCase{"unknown", false, 0, 0, 0, ""}));
+INSTANTIATE_TEST_SUITE_P(
+    Table, CheckVersionTest,
+    ::testing::Values(VersionCase{"4.2.1", true, 4, 2, 1, "4.2.1"}, VersionCase{"4.2", true, 4, 2, 0, "4.2"},
+                      VersionCase{"6.18.44-fc-v769", true, 6, 18, 44, "6.18.44-fc-v769"},
+                      VersionCase{"1.1.15+ds1", true, 1, 1, 15, "1.1.15+ds1"},
+                      VersionCase{"v2.1.12", true, 2, 1, 12, "2.1.12"},
+                      VersionCase{"  5.4.2\n", true, 5, 4, 2, "5.4.2"}, VersionCase{"4", false, 0, 0, 0, ""},
+                      VersionCase{"", false, 0, 0, 0, ""}, VersionCase{"unknown", false, 0, 0, 0, ""}));
 
 TEST(CheckVersionCompare, AtLeast) {
   auto v = parseVersion("4.2.1").value();
@@ -72,7 +70,8 @@ TEST_P(CheckToolVersionTest, Parses) {
 
 INSTANTIATE_TEST_SUITE_P(
     Table, CheckToolVersionTest,
-    ::testing::Values(ToolCase{"criu", kCriuVersion421, true, "4.2.1"}, ToolCase{"criu", kCriuVersionGit, true, "4.2"},
+    ::testing::Values(ToolCase{"criu", kCriuVersion421, true, "4.2.1"},
+                      ToolCase{"criu", kCriuVersionGit, true, "4.2"},
                       ToolCase{"criu", "criu: command not understood\n", false, ""},
                       ToolCase{"criu", "", false, ""}, ToolCase{"podman", kPodmanVersion, true, "5.4.2"},
                       ToolCase{"runc", kRuncVersion, true, "1.1.15+ds1"},
@@ -109,27 +108,32 @@ TEST_P(CriuCheckTest, Parses) {
 
 INSTANTIATE_TEST_SUITE_P(
     Table, CriuCheckTest,
-    ::testing::Values(
-        CheckCase{"good", 0, kCheckGood, "", true, "Looks good.", {}},
-        CheckCase{"all_without_soft_dirty",
-                  0,
-                  kCheckAllOut,
-                  kCheckAllErr,
-                  false,
-                  "Looks good but some kernel features are missing",
-                  {"Dirty tracking is OFF. Memory snapshot will not work."}},
-        CheckCase{"criu317_vdso",
-                  1,
-                  "",
-                  kCriu317VdsoErr,
-                  false,
-                  "no verdict from criu check (exit 1)",
-                  {"vdso: Unexpected rt vDSO area bounds",
-                   "kerndat_vdso_fill_symtable failed when initializing kerndat."}},
-        CheckCase{"bad", 1, "", "Warn  (criu/cr-check.c:1632): Does not look good.\n", false, "Does not look good.",
-                  {}},
-        CheckCase{"good_but_nonzero_exit", 1, kCheckGood, "", false, "Looks good.", {}},
-        CheckCase{"empty", 0, "", "", false, "no verdict from criu check (exit 0): (no output)", {}}),
+    ::testing::Values(CheckCase{"good", 0, kCheckGood, "", true, "Looks good.", {}},
+                      CheckCase{"all_without_soft_dirty",
+                                0,
+                                kCheckAllOut,
+                                kCheckAllErr,
+                                false,
+                                "Looks good but some kernel features are missing",
+                                {"Dirty tracking is OFF. Memory snapshot will not work."}},
+                      CheckCase{"criu317_vdso",
+                                1,
+                                "",
+                                kCriu317VdsoErr,
+                                false,
+                                "no verdict from criu check (exit 1)",
+                                {"vdso: Unexpected rt vDSO area bounds",
+                                 "kerndat_vdso_fill_symtable failed when initializing kerndat."}},
+                      CheckCase{"bad",
+                                1,
+                                "",
+                                "Warn  (criu/cr-check.c:1632): Does not look good.\n",
+                                false,
+                                "Does not look good.",
+                                {}},
+                      CheckCase{"good_but_nonzero_exit", 1, kCheckGood, "", false, "Looks good.", {}},
+                      CheckCase{
+                          "empty", 0, "", "", false, "no verdict from criu check (exit 0): (no output)", {}}),
     [](const ::testing::TestParamInfo<CheckCase>& i) { return i.param.name; });
 
 struct FeatureCase {
@@ -152,19 +156,21 @@ TEST_P(CriuFeatureTest, Parses) {
 
 INSTANTIATE_TEST_SUITE_P(
     Table, CriuFeatureTest,
-    ::testing::Values(
-        FeatureCase{"uffd", 0, "uffd is supported\n", "", true, ""},
-        FeatureCase{"uffd-noncoop", 0, "uffd-noncoop is supported\n", "", true, ""},
-        FeatureCase{"network_lock_nftables", 0, "network_lock_nftables is supported\n", "", true, ""},
-        FeatureCase{"mem_dirty_track", 1, "", kCheckAllErr, false,
-                    "Dirty tracking is OFF. Memory snapshot will not work."},
-        FeatureCase{"uffd", 1, "", "Error (criu/cr-check.c:1225): UFFD is not supported\n", false,
-                    "UFFD is not supported"},
-        FeatureCase{"network_lock_nftables", 1, "", "Error (criu/crtools.c:166): Unknown feature network_lock_nftables\n",
-                    false, "this CRIU does not know the feature 'network_lock_nftables'"},
-        // "is supported" of another feature does not count.
-        FeatureCase{"uffd", 0, "uffd-noncoop is supported\n", "", false, "criu check --feature uffd exited 0"},
-        FeatureCase{"uffd", 1, "", "", false, "criu check --feature uffd exited 1"}));
+    ::testing::Values(FeatureCase{"uffd", 0, "uffd is supported\n", "", true, ""},
+                      FeatureCase{"uffd-noncoop", 0, "uffd-noncoop is supported\n", "", true, ""},
+                      FeatureCase{"network_lock_nftables", 0, "network_lock_nftables is supported\n", "",
+                                  true, ""},
+                      FeatureCase{"mem_dirty_track", 1, "", kCheckAllErr, false,
+                                  "Dirty tracking is OFF. Memory snapshot will not work."},
+                      FeatureCase{"uffd", 1, "", "Error (criu/cr-check.c:1225): UFFD is not supported\n",
+                                  false, "UFFD is not supported"},
+                      FeatureCase{"network_lock_nftables", 1, "",
+                                  "Error (criu/crtools.c:166): Unknown feature network_lock_nftables\n",
+                                  false, "this CRIU does not know the feature 'network_lock_nftables'"},
+                      // "is supported" of another feature does not count.
+                      FeatureCase{"uffd", 0, "uffd-noncoop is supported\n", "", false,
+                                  "criu check --feature uffd exited 0"},
+                      FeatureCase{"uffd", 1, "", "", false, "criu check --feature uffd exited 1"}));
 
 struct CgroupCase {
   std::string mounts;
@@ -189,7 +195,8 @@ TEST(CheckCpuInfo, ModelFlagsAndCount) {
   EXPECT_EQ(c.vendor, "GenuineIntel");
   EXPECT_EQ(c.model, "Intel(R) Xeon(R) Processor");
   EXPECT_EQ(c.count, 2);
-  EXPECT_EQ(c.flags, (std::vector<std::string>{"avx", "avx2", "de", "fpu", "msr", "pse", "sse", "sse2", "tsc", "vme"}));
+  EXPECT_EQ(c.flags, (std::vector<std::string>{"avx", "avx2", "de", "fpu", "msr", "pse", "sse", "sse2", "tsc",
+                                               "vme"}));
 }
 
 struct CapCase {
@@ -244,10 +251,13 @@ TEST_P(CheckDiagnoseTest, NamesWhatBroke) {
 INSTANTIATE_TEST_SUITE_P(
     Table, CheckDiagnoseTest,
     ::testing::Values(
-        DiagCase{"Error (criu/sockets.c:548): sockets: Can't get 1:16 opt: Operation not supported", "TCP socket"},
-        DiagCase{"Error (criu/cr-dump.c:1030): Can't get rlimit 0: Operation not permitted", "non-root process"},
+        DiagCase{"Error (criu/sockets.c:548): sockets: Can't get 1:16 opt: Operation not supported",
+                 "TCP socket"},
+        DiagCase{"Error (criu/cr-dump.c:1030): Can't get rlimit 0: Operation not permitted",
+                 "non-root process"},
         DiagCase{"Error (criu/sk-inet.c:188): inet: In-flight connection (l) for 7070", "skip-in-flight"},
-        DiagCase{"Error (criu/file-lock.c:350): Some file locks are hold without option --file-locks", "file lock"},
+        DiagCase{"Error (criu/file-lock.c:350): Some file locks are hold without option --file-locks",
+                 "file lock"},
         DiagCase{"Error: something unrelated", ""}));
 
 TEST(CheckLdd, LibrariesAndLoader) {

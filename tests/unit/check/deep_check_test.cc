@@ -49,7 +49,8 @@ TEST_P(CheckDeepTest, NamesWhatBrokeAndCleansUp) {
   r.reply(pod({"container", "checkpoint"}), {0, "canary\n", ""});
   r.reply(pod({"rm"}), {0, "", ""});
   r.reply(pod({"container", "restore"}), {0, "canary\n", ""});
-  r.reply(pod({"container", "inspect"}), {0, "/var/lib/containers/storage/overlay-containers/x/userdata\n", ""});
+  r.reply(pod({"container", "inspect"}),
+          {0, "/var/lib/containers/storage/overlay-containers/x/userdata\n", ""});
   if (c.change) c.change(r, f);
   DeepCheckOptions o;
   o.name = "canary-test";
@@ -83,20 +84,25 @@ INSTANTIATE_TEST_SUITE_P(
     Table, CheckDeepTest,
     ::testing::Values(
         DeepCase{"passes", nullptr, true, ""},
-        DeepCase{"no_image", [](FakeRunner& r, FakeFiles&) { r.reply(pod({"image", "exists"}), {1, "", ""}); },
+        DeepCase{"no_image",
+                 [](FakeRunner& r, FakeFiles&) {
+                   r.reply(pod({"image", "exists"}), {1, "", ""});
+                 },
                  false, "ferry-canary"},
         DeepCase{"old_criu_sockets",
                  [](FakeRunner& r, FakeFiles& f) {
                    r.reply(pod({"container", "checkpoint"}),
                            {125, "", "Error: criu failed: type NOTIFY errno 0\nlog file: .../dump.log\n"});
                    f.files["/var/lib/containers/storage/overlay-containers/x/userdata/dump.log"] =
-                       "(00.012) Error (criu/sockets.c:548): sockets: Can't get 1:16 opt: Operation not supported\n";
+                       "(00.012) Error (criu/sockets.c:548): sockets: Can't get 1:16 opt: Operation not "
+                       "supported\n";
                  },
                  false, "TCP socket"},
         DeepCase{"no_cap_sys_resource",
                  [](FakeRunner& r, FakeFiles&) {
                    r.reply(pod({"container", "checkpoint"}),
-                           {125, "", "Error (criu/cr-dump.c:1030): Can't get rlimit 0: Operation not permitted\n"});
+                           {125, "",
+                            "Error (criu/cr-dump.c:1030): Can't get rlimit 0: Operation not permitted\n"});
                  },
                  false, "non-root process"},
         DeepCase{"restore_fails",
@@ -105,8 +111,10 @@ INSTANTIATE_TEST_SUITE_P(
                  },
                  false, "something new went wrong"},
         DeepCase{"canary_never_ready",
-                 [](FakeRunner& r, FakeFiles&) { r.reply(pod({"exec"}), {0, "socket=ok\nlock=ok\n", ""}); }, false,
-                 "non-root process"},
+                 [](FakeRunner& r, FakeFiles&) {
+                   r.reply(pod({"exec"}), {0, "socket=ok\nlock=ok\n", ""});
+                 },
+                 false, "non-root process"},
         DeepCase{"podman_missing", [](FakeRunner& r, FakeFiles&) { r = FakeRunner(); }, false, "podman"},
         DeepCase{"no_flock",
                  [](FakeRunner& r, FakeFiles&) {

@@ -21,7 +21,9 @@ class FakeRunner final : public CommandRunner {
   void program(const std::string& name, const std::string& path = "") {
     paths_[name] = path.empty() ? "/usr/bin/" + name : path;
   }
-  void reply(std::vector<std::string> argv_prefix, Reply r) { replies_.emplace_back(std::move(argv_prefix), r); }
+  void reply(std::vector<std::string> argv_prefix, Reply r) {
+    replies_.emplace_back(std::move(argv_prefix), r);
+  }
 
   Result<ProcessResult> run(const std::vector<std::string>& argv, const ProcessOptions&) override {
     calls.push_back(argv);

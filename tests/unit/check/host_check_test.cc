@@ -93,28 +93,43 @@ INSTANTIATE_TEST_SUITE_P(
     Table, HostCheckTest,
     ::testing::Values(
         HostCase{"lab_host", nullptr, true, false, true, "mode.precopy", "soft-dirty"},
-        HostCase{"precopy_reason_quotes_criu", nullptr, true, false, true, "mode.precopy", "Dirty tracking is OFF"},
+        HostCase{"precopy_reason_quotes_criu", nullptr, true, false, true, "mode.precopy",
+                 "Dirty tracking is OFF"},
         HostCase{"no_cap_no_shim",
-                 [](Host& h) { h.files.files["/usr/local/sbin/criu"] = "\x7f" "ELF binary"; },
+                 [](Host& h) {
+                   h.files.files["/usr/local/sbin/criu"] =
+                       "\x7f"
+                       "ELF binary";
+                 },
                  false, false, false, "cap_sys_resource", "Can't get rlimit"},
         HostCase{"shim_via_ld_so_preload",
                  [](Host& h) {
-                   h.files.files["/usr/local/sbin/criu"] = "\x7f" "ELF";
+                   h.files.files["/usr/local/sbin/criu"] =
+                       "\x7f"
+                       "ELF";
                    h.files.files["/etc/ld.so.preload"] = "/usr/local/lib/ferry-lab-prlimit-shim.so\n";
                  },
                  true, false, true, "", ""},
         HostCase{"full_caps_v2",
                  [](Host& h) {
-                   h.files.files["/usr/local/sbin/criu"] = "\x7f" "ELF";
+                   h.files.files["/usr/local/sbin/criu"] =
+                       "\x7f"
+                       "ELF";
                    h.files.files["/proc/self/status"] = kStatusFullCaps;
                    h.files.files["/proc/self/mounts"] = kMountsV2;
                  },
                  true, false, true, "", ""},
-        HostCase{"criu_missing", [](Host& h) { h.runner = FakeRunner(); h.runner.program("podman"); },
+        HostCase{"criu_missing",
+                 [](Host& h) {
+                   h.runner = FakeRunner();
+                   h.runner.program("podman");
+                 },
                  false, false, false, "criu", "criu not found — install criu ≥ 4.2 (Debian unstable)"},
         HostCase{"criu_411_on_618",
-                 [](Host& h) { h.runner.reply({"criu", "--version"}, {0, kCriuVersion411, ""}); }, false, false,
-                 false, "criu", "cannot dump TCP/UDP sockets"},
+                 [](Host& h) {
+                   h.runner.reply({"criu", "--version"}, {0, kCriuVersion411, ""});
+                 },
+                 false, false, false, "criu", "cannot dump TCP/UDP sockets"},
         HostCase{"criu_411_on_612",
                  [](Host& h) {
                    h.runner.reply({"criu", "--version"}, {0, kCriuVersion411, ""});
@@ -128,8 +143,10 @@ INSTANTIATE_TEST_SUITE_P(
                  },
                  false, false, false, "criu_check", "Unexpected rt vDSO area bounds"},
         HostCase{"criu_odd_version",
-                 [](Host& h) { h.runner.reply({"criu", "--version"}, {0, "criu 9\n", ""}); }, false, false, false,
-                 "criu", "Version:"},
+                 [](Host& h) {
+                   h.runner.reply({"criu", "--version"}, {0, "criu 9\n", ""});
+                 },
+                 false, false, false, "criu", "Version:"},
         HostCase{"no_uffd",
                  [](Host& h) {
                    h.runner.reply({"criu", "check", "--feature", "uffd"},
@@ -145,8 +162,9 @@ INSTANTIATE_TEST_SUITE_P(
         HostCase{"no_nftables_lock",
                  [](Host& h) {
                    h.runner.reply({"criu", "check", "--feature", "network_lock_nftables"},
-                                  {1, "", "Warn  (criu/cr-check.c:1348): Nftables based locking requires "
-                                          "libnftables and set concatenations support\n"});
+                                  {1, "",
+                                   "Warn  (criu/cr-check.c:1348): Nftables based locking requires "
+                                   "libnftables and set concatenations support\n"});
                  },
                  true, false, true, "netlock.nftables", "libnftables"},
         HostCase{"podman_missing",
@@ -156,8 +174,8 @@ INSTANTIATE_TEST_SUITE_P(
                    h.runner = std::move(r);
                  },
                  false, false, false, "podman", "podman not found"},
-        HostCase{"proc_unreadable", [](Host& h) { h.files.files.erase("/proc/self/status"); }, true, false, true,
-                 "problem", "/proc/self/status"}),
+        HostCase{"proc_unreadable", [](Host& h) { h.files.files.erase("/proc/self/status"); }, true, false,
+                 true, "problem", "/proc/self/status"}),
     [](const ::testing::TestParamInfo<HostCase>& i) { return i.param.name; });
 
 TEST(HostCheck, ReportFacts) {
@@ -206,7 +224,8 @@ TEST(HostCheck, JsonIsStable) {
 
 TEST(HostCheck, RejectsForeignJson) {
   EXPECT_FALSE(reportFromJson(nlohmann::json{{"hello", 1}}).ok());
-  EXPECT_FALSE(reportFromJson(nlohmann::json{{"schema", "ferry.check.host/1"}, {"host", {{"tools", 1}}}}).ok());
+  EXPECT_FALSE(
+      reportFromJson(nlohmann::json{{"schema", "ferry.check.host/1"}, {"host", {{"tools", 1}}}}).ok());
 }
 
 }  // namespace

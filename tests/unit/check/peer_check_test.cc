@@ -81,11 +81,11 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         PeerCase{"same_lab_hosts", nullptr, true, "", ""},
         PeerCase{"older_criu_on_target",
-                 [](HostReport&, HostReport& b, CpuCompat&) { b.criu.version = parseVersion("4.2").value(); }, false,
-                 "criu", "older"},
+                 [](HostReport&, HostReport& b, CpuCompat&) { b.criu.version = parseVersion("4.2").value(); },
+                 false, "criu", "older"},
         PeerCase{"newer_criu_on_target",
-                 [](HostReport&, HostReport& b, CpuCompat&) { b.criu.version = parseVersion("4.3").value(); }, true,
-                 "", ""},
+                 [](HostReport&, HostReport& b, CpuCompat&) { b.criu.version = parseVersion("4.3").value(); },
+                 true, "", ""},
         PeerCase{"cpu_mismatch",
                  [](HostReport&, HostReport& b, CpuCompat& cpu) {
                    cpu.compatible = false;
@@ -98,14 +98,15 @@ INSTANTIATE_TEST_SUITE_P(
                    cpu = CpuCompat{false, false, "criu cpuinfo dump failed: exit 1"};
                  },
                  false, "cpu", "could not run"},
-        PeerCase{"different_runtime",
-                 [](HostReport&, HostReport& b, CpuCompat&) { b.runtime.name = "crun"; }, false, "runtime",
-                 "same OCI runtime"},
-        PeerCase{"podman_major_differs",
-                 [](HostReport&, HostReport& b, CpuCompat&) { b.podman.version = parseVersion("4.9.3").value(); },
-                 false, "podman", "major"},
-        PeerCase{"cgroup_differs", [](HostReport&, HostReport& b, CpuCompat&) { b.cgroup_mode = CgroupMode::kV2; },
-                 false, "cgroup", "cgroup layout"},
+        PeerCase{"different_runtime", [](HostReport&, HostReport& b, CpuCompat&) { b.runtime.name = "crun"; },
+                 false, "runtime", "same OCI runtime"},
+        PeerCase{
+            "podman_major_differs",
+            [](HostReport&, HostReport& b, CpuCompat&) { b.podman.version = parseVersion("4.9.3").value(); },
+            false, "podman", "major"},
+        PeerCase{"cgroup_differs",
+                 [](HostReport&, HostReport& b, CpuCompat&) { b.cgroup_mode = CgroupMode::kV2; }, false,
+                 "cgroup", "cgroup layout"},
         PeerCase{"target_cannot_checkpoint",
                  [](HostReport&, HostReport& b, CpuCompat&) {
                    b.prlimit_shim = false;

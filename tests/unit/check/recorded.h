@@ -13,7 +13,8 @@ inline constexpr const char* kRuncVersion =
 inline constexpr const char* kConmonVersion = "conmon version 2.1.12\ncommit: unknown\n";
 
 inline constexpr const char* kCheckGood = "Looks good.\n";
-inline constexpr const char* kCheckAllErr = "Warn  (criu/cr-check.c:824): Dirty tracking is OFF. Memory snapshot will not work.\n";
+inline constexpr const char* kCheckAllErr =
+    "Warn  (criu/cr-check.c:824): Dirty tracking is OFF. Memory snapshot will not work.\n";
 inline constexpr const char* kCheckAllOut =
     "Looks good but some kernel features are missing\n"
     "which, depending on your process tree, may cause\n"
@@ -30,7 +31,8 @@ inline constexpr const char* kMountsHybrid =
     "cgroup /sys/fs/cgroup/pids cgroup rw,relatime,pids 0 0\n"
     "cgroup2 /sys/fs/cgroup/unified cgroup2 rw,relatime 0 0\n";
 inline constexpr const char* kMountsV2 =
-    "sysfs /sys sysfs rw 0 0\ncgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime,nsdelegate 0 0\n";
+    "sysfs /sys sysfs rw 0 0\ncgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,nodev,noexec,relatime,nsdelegate 0 "
+    "0\n";
 inline constexpr const char* kMountsV1 =
     "tmpfs /sys/fs/cgroup tmpfs rw 0 0\ncgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\n";
 

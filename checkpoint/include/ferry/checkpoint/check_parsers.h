@@ -29,7 +29,8 @@ struct CriuCheckParse {
 CriuCheckParse parseCriuCheck(int exit_code, std::string_view out, std::string_view err);
 
 // `criu check --feature NAME`.
-FeatureProbe parseCriuFeature(const std::string& name, int exit_code, std::string_view out, std::string_view err);
+FeatureProbe parseCriuFeature(const std::string& name, int exit_code, std::string_view out,
+                              std::string_view err);
 
 // Strips CRIU's log prefix: "Warn  (criu/cr-check.c:824): Dirty ..." → "Dirty ...".
 std::string stripCriuPrefix(std::string_view line);

@@ -54,10 +54,10 @@ struct FeatureProbe {
 
 struct CriuCheck {
   bool ran = false;
-  bool passed = false;             // "Looks good." (plain `criu check`)
-  std::string summary;             // the verdict line CRIU printed
-  std::vector<std::string> lines;  // warnings/errors of plain `criu check`
-  bool all_passed = false;         // `criu check --all` said "Looks good."
+  bool passed = false;                 // "Looks good." (plain `criu check`)
+  std::string summary;                 // the verdict line CRIU printed
+  std::vector<std::string> lines;      // warnings/errors of plain `criu check`
+  bool all_passed = false;             // `criu check --all` said "Looks good."
   std::vector<std::string> all_lines;  // warnings/errors of `criu check --all`
 };
 
@@ -84,7 +84,7 @@ struct HostReport {
   CpuInfo cpu;
   std::optional<std::uint64_t> cap_eff;  // from /proc/self/status
   bool cap_sys_resource = false;
-  bool prlimit_shim = false;   // the lab's ferry-lab-prlimit-shim is wired into criu
+  bool prlimit_shim = false;  // the lab's ferry-lab-prlimit-shim is wired into criu
   std::string prlimit_shim_where;
   std::vector<std::string> problems;  // facts we could not read (with hints)
 
@@ -132,8 +132,8 @@ struct PeerVerdict {
   std::vector<CheckItem> items;
 };
 
-PeerVerdict comparePeers(const std::string& source_name, const HostReport& source, const std::string& target_name,
-                         const HostReport& target, const CpuCompat& cpu);
+PeerVerdict comparePeers(const std::string& source_name, const HostReport& source,
+                         const std::string& target_name, const HostReport& target, const CpuCompat& cpu);
 nlohmann::json peerToJson(const PeerVerdict& verdict);
 std::string renderPeerTable(const PeerVerdict& verdict);
 
