@@ -315,7 +315,9 @@ TEST_F(ProbeLabTest, FrozenWebAnswersLateAndTheDowntimeIsTheFreeze) {
 // lie between the time between the two commands and their total time plus 2 s.
 TEST_F(ProbeLabTest, StoppedWebGivesRefusedConnections) {
   auto direct = std::async(std::launch::async, [&] {
-    return probe({"--url", "http://" + service_host_ + "/health.php", "--duration", "6s", "--timeout", "1s"});
+    // Long enough to see the recovery even when `podman start` and Apache are slow
+    // on a loaded machine.
+    return probe({"--url", "http://" + service_host_ + "/health.php", "--duration", "15s", "--timeout", "1s"});
   });
   std::this_thread::sleep_for(1500ms);
   std::string stop = ferry::joinArgv(kPodman) + " stop -t 2 web >/dev/null";
@@ -337,7 +339,8 @@ TEST_F(ProbeLabTest, StoppedWebGivesRefusedConnections) {
   EXPECT_EQ(d["recovered"], true);
   const double downtime = d["client_downtime_ms"].get<double>();
   EXPECT_GE(downtime, t[2] - t[1]);
-  EXPECT_LE(downtime, t[3] - t[0] + 2000.0);
+  // Apache answers some time after `podman start` returns: allow it 5 s.
+  EXPECT_LE(downtime, t[3] - t[0] + 5000.0);
   // Leave the service healthy for the next test.
   for (int i = 0; i < 100; ++i) {
     if (onHost("client", {"curl", "-fsS", "--max-time", "2", "http://" + service_host_ + "/health.php"})
