@@ -32,6 +32,7 @@ using W = wire::Message::Body::Which;
 constexpr Millis kSendTimeout{10000};    // a send that waits longer than this means the peer is gone
 constexpr Millis kRoundInterval{50};     // how often the active node looks for changes
 constexpr Millis kStatusInterval{1000};  // active -> standby status updates
+constexpr Millis kPublishInterval{100};  // how fresh `ferry status` is
 constexpr std::size_t kHashesPerMessage = 200000;  // 1.6 MB of hashes per FileHashes message
 constexpr std::size_t kManifestEntriesPerMessage = 2000;
 
@@ -71,6 +72,7 @@ struct Node::Impl {
   Clock::time_point last_round{};
   Clock::time_point last_walk = Clock::now();  // the size/mtime safety net runs every scan_interval
   Clock::time_point last_status_sent{};
+  Clock::time_point last_publish{};
   std::map<uint64_t, std::pair<uint64_t, Clock::time_point>> unacked;  // seq -> (bytes, sent at)
   Clock::time_point dirty_since{};
   bool dirty = false;
@@ -384,6 +386,9 @@ struct Node::Impl {
   // ---- status --------------------------------------------------------------------
   void publish(const protocol::LinkStats& stats) {
     auto now = Clock::now();
+    // The CLI reads a snapshot; rebuilding it every loop (10 ms) would be waste.
+    if (now - last_publish < kPublishInterval) return;
+    last_publish = now;
     int state = 2;
     uint64_t lag_bytes = 0;
     int64_t lag_ms = 0;
