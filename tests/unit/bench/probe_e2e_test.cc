@@ -120,7 +120,7 @@ INSTANTIATE_TEST_SUITE_P(
 struct KindCase {
   std::string name;
   Mode mode;
-  std::vector<std::string> kinds;  // acceptable kinds; at least one failure of the first
+  std::vector<std::string> kinds;  // acceptable kinds: every failure is one of them
 };
 
 class ProbeKindTest : public ::testing::TestWithParam<KindCase> {};
@@ -140,8 +140,11 @@ TEST_P(ProbeKindTest, Classifies) {
   EXPECT_EQ(s.failed, s.sent) << c.name;
   std::int64_t accepted = 0;
   for (const auto& k : c.kinds) accepted += s.failed_by_kind[k];
+  // Every failure is one of the accepted kinds. Which one a closed connection gives
+  // (FIN or RST) depends on whether the server read the request first: timing, which
+  // a sanitizer build changes.
   EXPECT_EQ(accepted, s.failed) << c.name;
-  EXPECT_GT(s.failed_by_kind[c.kinds.front()], 0) << c.name;
+  EXPECT_GT(accepted, 0) << c.name;
   EXPECT_FALSE(s.recovered);
   EXPECT_EQ(s.downtime.length_us(), run->window_end_us - run->records.front().send_us);
 }
