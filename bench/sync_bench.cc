@@ -186,9 +186,16 @@ struct RsyncRun {
 };
 
 RsyncRun runRsync(const fs::path& src, const fs::path& dst) {
-  std::vector<std::string> argv = {"rsync", "-a", "--inplace", "--no-whole-file", "--cc=xxh128", "--fsync",
+  std::vector<std::string> argv = {"rsync",
+                                   "-a",
+                                   "--inplace",
+                                   "--no-whole-file",
+                                   "--cc=xxh128",
+                                   "--fsync",
                                    "--modify-window=-1",
-                                   "--stats", src.string() + "/", dst.string() + "/"};
+                                   "--stats",
+                                   src.string() + "/",
+                                   dst.string() + "/"};
   ProcessOptions po;
   po.timeout = std::chrono::minutes(10);
   double c0 = cpuChildren(), t0 = now();
@@ -201,7 +208,8 @@ RsyncRun runRsync(const fs::path& src, const fs::path& dst) {
   auto pos = r->out.find("Total bytes sent: ");
   if (pos != std::string::npos) {
     std::string digits;
-    for (std::size_t i = pos + 18; i < r->out.size() && (std::isdigit(static_cast<unsigned char>(r->out[i])) || r->out[i] == ','); ++i)
+    for (std::size_t i = pos + 18;
+         i < r->out.size() && (std::isdigit(static_cast<unsigned char>(r->out[i])) || r->out[i] == ','); ++i)
       if (r->out[i] != ',') digits += r->out[i];
     if (!digits.empty()) out.sent = std::stoull(digits);
   }
@@ -217,8 +225,8 @@ std::string spread(const std::vector<double>& v, double scale, int decimals) {
   if (v.empty()) return "-";
   auto [lo, hi] = std::minmax_element(v.begin(), v.end());
   char buf[96];
-  std::snprintf(buf, sizeof buf, "%.*f [%.*f-%.*f]", decimals, median(v) * scale, decimals, *lo * scale, decimals,
-                *hi * scale);
+  std::snprintf(buf, sizeof buf, "%.*f [%.*f-%.*f]", decimals, median(v) * scale, decimals, *lo * scale,
+                decimals, *hi * scale);
   return buf;
 }
 
@@ -231,11 +239,13 @@ void benchInitial(const Config& c) {
   std::uint64_t made = 0;
   for (int i = 0; made < total; ++i) {
     std::uint64_t n = std::min(per, total - made);
-    writeRandomFile(base / "src" / "videos" / ("clip" + std::to_string(i) + ".mp4"), n, 1000 + static_cast<std::uint64_t>(i));
+    writeRandomFile(base / "src" / "videos" / ("clip" + std::to_string(i) + ".mp4"), n,
+                    1000 + static_cast<std::uint64_t>(i));
     made += n;
   }
-  std::printf("\n## initial full sync: %llu MiB tree (%llu files of <= 25 MiB, incompressible), page cache warm\n",
-              static_cast<unsigned long long>(c.tree_mib), static_cast<unsigned long long>((total + per - 1) / per));
+  std::printf(
+      "\n## initial full sync: %llu MiB tree (%llu files of <= 25 MiB, incompressible), page cache warm\n",
+      static_cast<unsigned long long>(c.tree_mib), static_cast<unsigned long long>((total + per - 1) / per));
   std::printf("| tool | time s (median [min-max]) | bytes moved | CPU s |\n|---|---|---|---|\n");
   std::vector<double> ft, fc, rt, rc;
   std::uint64_t fb = 0, rb = 0;
@@ -266,12 +276,11 @@ void benchInitial(const Config& c) {
     }
   }
   std::printf("| ferry (in-process, LZ4 when it helps, fsync per batch) | %s | %llu | %s |\n",
-              spread(ft, 1, 2).c_str(), static_cast<unsigned long long>(fb),
-              spread(fc, 1, 2).c_str());
+              spread(ft, 1, 2).c_str(), static_cast<unsigned long long>(fb), spread(fc, 1, 2).c_str());
   if (c.rsync)
-    std::printf("| rsync -a --inplace --no-whole-file --cc=xxh128 --fsync --modify-window=-1 | %s | %llu | %s |\n",
-                spread(rt, 1, 2).c_str(), static_cast<unsigned long long>(rb),
-                spread(rc, 1, 2).c_str());
+    std::printf(
+        "| rsync -a --inplace --no-whole-file --cc=xxh128 --fsync --modify-window=-1 | %s | %llu | %s |\n",
+        spread(rt, 1, 2).c_str(), static_cast<unsigned long long>(rb), spread(rc, 1, 2).c_str());
   fs::remove_all(base);
 }
 
@@ -284,7 +293,9 @@ void benchFreeze(const Config& c) {
   std::uint64_t file_bytes = c.file_mib << 20;
   writeRandomFile(base / "src" / "ibdata1", file_bytes, 42);
   // A few small files so the directory looks like a data directory.
-  for (int i = 0; i < 20; ++i) writeRandomFile(base / "src" / ("t" + std::to_string(i) + ".frm"), 4096, 7 + static_cast<std::uint64_t>(i));
+  for (int i = 0; i < 20; ++i)
+    writeRandomFile(base / "src" / ("t" + std::to_string(i) + ".frm"), 4096,
+                    7 + static_cast<std::uint64_t>(i));
   Engine e = makeEngine(base / "src", base / "dst", base / "state", c.block_kib * 1024);
   auto first = e.mirror->computeDelta(*e.tlink);
   if (!first.ok()) die(first.error().message());
@@ -294,14 +305,21 @@ void benchFreeze(const Config& c) {
     (void)rr;
   }
   checkIdentical(base / "src", base / "dst", "ferry initial copy");
-  std::printf("\n## freeze-time final delta: %llu MiB file, X MiB rewritten in place (O_DIRECT) since the last round\n",
-              static_cast<unsigned long long>(c.file_mib));
-  std::printf("block size %u KiB; ferry = finalDelta() (drain inotify, stat walk, re-hash touched files, send changed "
-              "blocks) until the replica thread has written, fsynced and recorded the final batch; rsync = -a --inplace --no-whole-file --cc=xxh128 --fsync --modify-window=-1, same change\n",
-              c.block_kib);
-  std::printf("| pattern | X MiB | cache | ferry ms (median [min-max]) | source done / replica tail ms | ferry read MiB | "
-              "ferry sent MiB | ferry CPU ms | rsync ms (median [min-max]) | rsync sent MiB | rsync CPU ms |\n"
-              "|---|---|---|---|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "\n## freeze-time final delta: %llu MiB file, X MiB rewritten in place (O_DIRECT) since the last "
+      "round\n",
+      static_cast<unsigned long long>(c.file_mib));
+  std::printf(
+      "block size %u KiB; ferry = finalDelta() (drain inotify, stat walk, re-hash touched files, send "
+      "changed "
+      "blocks) until the replica thread has written, fsynced and recorded the final batch; rsync = -a "
+      "--inplace --no-whole-file --cc=xxh128 --fsync --modify-window=-1, same change\n",
+      c.block_kib);
+  std::printf(
+      "| pattern | X MiB | cache | ferry ms (median [min-max]) | source done / replica tail ms | ferry read "
+      "MiB | "
+      "ferry sent MiB | ferry CPU ms | rsync ms (median [min-max]) | rsync sent MiB | rsync CPU ms |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|\n");
   std::uint64_t seed = 1;
   for (const auto& pattern : c.patterns) {
     for (auto mib : c.changes_mib) {
@@ -342,8 +360,9 @@ void benchFreeze(const Config& c) {
         }
         std::printf("| %s | %llu | %s | %s | %.0f / %.0f | %.0f | %.1f | %.0f | %s | %.1f | %.0f |\n",
                     pattern.c_str(), static_cast<unsigned long long>(mib), cold ? "cold" : "warm",
-                    spread(ft, 1000, 0).c_str(), median(fsrc) * 1000, median(ftail) * 1000, fread, fsent, median(fcpu) * 1000,
-                    c.rsync ? spread(rt, 1000, 0).c_str() : "-", rsent, median(rcpu) * 1000);
+                    spread(ft, 1000, 0).c_str(), median(fsrc) * 1000, median(ftail) * 1000, fread, fsent,
+                    median(fcpu) * 1000, c.rsync ? spread(rt, 1000, 0).c_str() : "-", rsent,
+                    median(rcpu) * 1000);
         std::fflush(stdout);
       }
     }
@@ -385,26 +404,39 @@ int main(int argc, char** argv) {
       if (i + 1 >= argc) die("missing value after " + a);
       return argv[++i];
     };
-    if (a == "--dir") c.dir = val();
-    else if (a == "--tree-mib") c.tree_mib = std::stoull(val());
-    else if (a == "--file-mib") c.file_mib = std::stoull(val());
-    else if (a == "--changes-mib") c.changes_mib = parseList(val());
-    else if (a == "--patterns") c.patterns = parseWords(val());
-    else if (a == "--block-kib") c.block_kib = static_cast<std::uint32_t>(std::stoul(val()));
-    else if (a == "--repeat") c.repeat = std::stoi(val());
-    else if (a == "--no-rsync") c.rsync = false;
-    else if (a == "--warm-only") c.cold = false;
-    else if (a == "--initial-only") c.freeze = false;
-    else if (a == "--freeze-only") c.initial = false;
+    if (a == "--dir")
+      c.dir = val();
+    else if (a == "--tree-mib")
+      c.tree_mib = std::stoull(val());
+    else if (a == "--file-mib")
+      c.file_mib = std::stoull(val());
+    else if (a == "--changes-mib")
+      c.changes_mib = parseList(val());
+    else if (a == "--patterns")
+      c.patterns = parseWords(val());
+    else if (a == "--block-kib")
+      c.block_kib = static_cast<std::uint32_t>(std::stoul(val()));
+    else if (a == "--repeat")
+      c.repeat = std::stoi(val());
+    else if (a == "--no-rsync")
+      c.rsync = false;
+    else if (a == "--warm-only")
+      c.cold = false;
+    else if (a == "--initial-only")
+      c.freeze = false;
+    else if (a == "--freeze-only")
+      c.initial = false;
     else {
-      std::fprintf(stderr,
-                   "usage: ferry_sync_bench [--dir D] [--tree-mib 625] [--file-mib 1024] [--changes-mib 1,10,100]\n"
-                   "  [--patterns pages,extents,contiguous] [--block-kib 16] [--repeat 3] [--no-rsync] [--warm-only]\n"
-                   "  [--initial-only|--freeze-only]\n");
+      std::fprintf(
+          stderr,
+          "usage: ferry_sync_bench [--dir D] [--tree-mib 625] [--file-mib 1024] [--changes-mib 1,10,100]\n"
+          "  [--patterns pages,extents,contiguous] [--block-kib 16] [--repeat 3] [--no-rsync] [--warm-only]\n"
+          "  [--initial-only|--freeze-only]\n");
       return 2;
     }
   }
-  if (c.rsync && findInPath("rsync").empty()) die("rsync not found — apt-get install -y rsync, or pass --no-rsync");
+  if (c.rsync && findInPath("rsync").empty())
+    die("rsync not found — apt-get install -y rsync, or pass --no-rsync");
   fs::create_directories(c.dir);
   std::printf("# ferry_sync_bench (in-process, no network), %d repeats, dir %s\n", c.repeat, c.dir.c_str());
   if (c.initial) benchInitial(c);

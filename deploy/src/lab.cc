@@ -54,8 +54,8 @@ class RealSystem final : public System {
     auto secs = std::to_string(std::max<long long>(1, (timeout.count() + 999) / 1000));
     ProcessOptions opts;
     opts.timeout = timeout + seconds(2);
-    auto r = runProcess({"curl", "-sS", "-o", "/dev/null", "-I", "--max-time", secs, "--connect-timeout", secs, url},
-                        opts);
+    auto r = runProcess(
+        {"curl", "-sS", "-o", "/dev/null", "-I", "--max-time", secs, "--connect-timeout", secs, url}, opts);
     return r.ok() && r->success();
   }
 
@@ -108,8 +108,9 @@ Status validateUp(const UpOptions& options, const System& system, const fs::path
   std::string mirror = system.env("FERRY_DEBIAN_MIRROR");
   if (mirror.empty()) mirror = std::string(kDefaultMirror);
   if (!system.httpReachable(mirror + "/dists/trixie/Release", seconds(5))) {
-    return makeError("Debian's archive " + mirror + " is unreachable (needed once to build the lab hosts' userland)",
-                     "check the network or proxy, or set FERRY_DEBIAN_MIRROR to a reachable mirror");
+    return makeError(
+        "Debian's archive " + mirror + " is unreachable (needed once to build the lab hosts' userland)",
+        "check the network or proxy, or set FERRY_DEBIAN_MIRROR to a reachable mirror");
   }
   return okStatus();
 }
@@ -126,13 +127,15 @@ fs::path findDeployDir(const System& system) {
 }
 
 Result<int> holderPid(const std::string& host, const fs::path& run_dir) {
-  const Error not_running = makeError("lab host '" + host + "' is not running", "run 'ferry lab up' first (as root)");
+  const Error not_running =
+      makeError("lab host '" + host + "' is not running", "run 'ferry lab up' first (as root)");
   auto text = readFile(run_dir / "hosts" / host / "pid");
   if (!text.ok()) return not_running;
   int pid = std::atoi(text->c_str());
   if (pid <= 0) return not_running;
   auto cmdline = readFile(fs::path("/proc") / std::to_string(pid) / "cmdline");
-  if (!cmdline.ok() || cmdline->rfind("ferry-lab-holder:" + host + std::string(1, '\0'), 0) != 0) return not_running;
+  if (!cmdline.ok() || cmdline->rfind("ferry-lab-holder:" + host + std::string(1, '\0'), 0) != 0)
+    return not_running;
   return pid;
 }
 
@@ -190,7 +193,8 @@ Result<int> LabController::linkTest(const std::vector<std::string>& args) const 
 }
 
 std::vector<std::string> LabController::execArgv(int holder_pid, const std::vector<std::string>& command) {
-  std::vector<std::string> argv{"nsenter", "-t", std::to_string(holder_pid), "-m", "-n", "-u", "-r", "-w", "--"};
+  std::vector<std::string> argv{"nsenter", "-t", std::to_string(holder_pid), "-m", "-n", "-u", "-r",
+                                "-w",      "--"};
   argv.insert(argv.end(), command.begin(), command.end());
   return argv;
 }
@@ -205,7 +209,8 @@ Error LabController::execInHost(const std::string& host, const std::vector<std::
     opts.timeout = seconds(60);
     if (auto exe = selfExe(); !exe.empty()) opts.env["FERRY_BIN"] = exe;
     auto r = runProcess({"bash", (deploy_dir_ / "lab" / "lab.sh").string(), "bundle", "--if-changed"}, opts);
-    if (r.ok() && !r->success()) log::get("lab")->warn("could not refresh the hosts' ferry bundle: {}", r->err);
+    if (r.ok() && !r->success())
+      log::get("lab")->warn("could not refresh the hosts' ferry bundle: {}", r->err);
   }
   auto argv = execArgv(*pid, command);
   std::vector<char*> cargv;

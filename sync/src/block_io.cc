@@ -52,9 +52,9 @@ static bool allZero(const std::uint8_t* p, std::size_t n) {
   return std::memcmp(p, p + 1, n - 1) == 0;
 }
 
-Status hashBlocks(int fd, std::uint64_t size, std::uint32_t block_size, std::uint64_t first, std::uint64_t last,
-                  const std::function<Status(const BlockView&)>& fn, std::uint64_t* bytes_read,
-                  bool* changed_under_us) {
+Status hashBlocks(int fd, std::uint64_t size, std::uint32_t block_size, std::uint64_t first,
+                  std::uint64_t last, const std::function<Status(const BlockView&)>& fn,
+                  std::uint64_t* bytes_read, bool* changed_under_us) {
   last = std::min(last, blockCount(size, block_size));
   std::size_t chunk = std::max<std::size_t>(kReadChunk, block_size);
   chunk -= chunk % block_size;
@@ -128,13 +128,15 @@ Status hashBlocks(int fd, std::uint64_t size, std::uint32_t block_size, std::uin
   return okStatus();
 }
 
-void encodeBlock(const std::uint8_t* data, std::uint32_t length, bool compress, double max_ratio, Block& block) {
+void encodeBlock(const std::uint8_t* data, std::uint32_t length, bool compress, double max_ratio,
+                 Block& block) {
   block.length = length;
   if (compress && length >= 512) {
     int bound = LZ4_compressBound(static_cast<int>(length));
     block.bytes.resize(static_cast<std::size_t>(bound));
-    int n = LZ4_compress_default(reinterpret_cast<const char*>(data), reinterpret_cast<char*>(block.bytes.data()),
-                                 static_cast<int>(length), bound);
+    int n =
+        LZ4_compress_default(reinterpret_cast<const char*>(data), reinterpret_cast<char*>(block.bytes.data()),
+                             static_cast<int>(length), bound);
     if (n > 0 && static_cast<double>(n) <= max_ratio * static_cast<double>(length)) {
       block.bytes.resize(static_cast<std::size_t>(n));
       block.compression = Compression::kLz4;
@@ -155,7 +157,8 @@ Status decodeBlock(const Block& block, std::vector<std::uint8_t>& out) {
     case Compression::kNone:
       if (block.bytes.size() != block.length)
         return makeError("block of " + block.path + " at " + std::to_string(block.offset) + " has " +
-                         std::to_string(block.bytes.size()) + " bytes, expected " + std::to_string(block.length));
+                         std::to_string(block.bytes.size()) + " bytes, expected " +
+                         std::to_string(block.length));
       std::memcpy(out.data(), block.bytes.data(), block.length);
       break;
     case Compression::kLz4: {
@@ -169,15 +172,16 @@ Status decodeBlock(const Block& block, std::vector<std::uint8_t>& out) {
     }
     case Compression::kZeros:
       if (!block.bytes.empty())
-        return makeError("zero block of " + block.path + " at " + std::to_string(block.offset) + " carries bytes");
+        return makeError("zero block of " + block.path + " at " + std::to_string(block.offset) +
+                         " carries bytes");
       std::memset(out.data(), 0, block.length);
       break;
     default:
       return makeError("block of " + block.path + " has an unknown compression " +
                        std::to_string(static_cast<int>(block.compression)));
   }
-  std::uint64_t h = block.compression == Compression::kZeros ? zeroHash(block.length)
-                                                              : hashBytes(out.data(), out.size());
+  std::uint64_t h =
+      block.compression == Compression::kZeros ? zeroHash(block.length) : hashBytes(out.data(), out.size());
   if (h != block.xxh3)
     return makeError("block of " + block.path + " at offset " + std::to_string(block.offset) +
                          " fails its XXH3 check; refused",

@@ -31,9 +31,9 @@ struct BlockView {
 // Hashes blocks [first, last) of an open file of `size` bytes. Holes (SEEK_DATA /
 // SEEK_HOLE) are not read. A short read (the file shrank under us) pads with zeros and
 // sets *changed_under_us. Adds the bytes actually read to *bytes_read.
-Status hashBlocks(int fd, std::uint64_t size, std::uint32_t block_size, std::uint64_t first, std::uint64_t last,
-                  const std::function<Status(const BlockView&)>& fn, std::uint64_t* bytes_read,
-                  bool* changed_under_us);
+Status hashBlocks(int fd, std::uint64_t size, std::uint32_t block_size, std::uint64_t first,
+                  std::uint64_t last, const std::function<Status(const BlockView&)>& fn,
+                  std::uint64_t* bytes_read, bool* changed_under_us);
 
 inline std::uint64_t blockCount(std::uint64_t size, std::uint32_t block_size) {
   return (size + block_size - 1) / block_size;
@@ -46,7 +46,8 @@ inline std::uint32_t blockLength(std::uint64_t size, std::uint32_t block_size, s
 
 // Fills block.bytes/compression from raw data: LZ4 when it shrinks the block to at most
 // `max_ratio` of its size, raw otherwise.
-void encodeBlock(const std::uint8_t* data, std::uint32_t length, bool compress, double max_ratio, Block& block);
+void encodeBlock(const std::uint8_t* data, std::uint32_t length, bool compress, double max_ratio,
+                 Block& block);
 
 // Decodes a block into `out` (resized to block.length). Verifies the hash.
 Status decodeBlock(const Block& block, std::vector<std::uint8_t>& out);
@@ -55,7 +56,7 @@ Status decodeBlock(const Block& block, std::vector<std::uint8_t>& out);
 // component, no leading '/', no NUL, at most 4095 bytes.
 bool isSafeRelativePath(std::string_view path);
 std::string joinPath(const std::string& dir, const std::string& name);
-std::string parentOf(const std::string& path);  // "" for top-level entries
+std::string parentOf(const std::string& path);                  // "" for top-level entries
 bool isUnder(const std::string& path, const std::string& dir);  // path == dir or below it
 
 FileKind kindOf(mode_t mode);

@@ -6,14 +6,22 @@ namespace ferry::sync {
 
 const char* messageName(const Message& m) {
   switch (m.index()) {
-    case 0: return "BatchBegin";
-    case 1: return "FileMeta";
-    case 2: return "Truncate";
-    case 3: return "Block";
-    case 4: return "Rename";
-    case 5: return "Delete";
-    case 6: return "BatchEnd";
-    default: return "unknown";
+    case 0:
+      return "BatchBegin";
+    case 1:
+      return "FileMeta";
+    case 2:
+      return "Truncate";
+    case 3:
+      return "Block";
+    case 4:
+      return "Rename";
+    case 5:
+      return "Delete";
+    case 6:
+      return "BatchEnd";
+    default:
+      return "unknown";
   }
 }
 

@@ -105,8 +105,9 @@ class SafeRoot {
   Error refuse(const std::string& rel) {
     int e = errno;
     if (e == ELOOP || e == EXDEV || e == ENOTDIR)
-      return makeError("refused path '" + rel + "' in " + root_ + ": it crosses a symlink or leaves the replica",
-                       "the replica never follows symlinks in a path; remove the symlink on the standby");
+      return makeError(
+          "refused path '" + rel + "' in " + root_ + ": it crosses a symlink or leaves the replica",
+          "the replica never follows symlinks in a path; remove the symlink on the standby");
     return makeError("cannot open directory '" + rel + "' in " + root_ + ": " + std::strerror(e));
   }
 
@@ -264,8 +265,8 @@ struct ReplicaWriter::Impl {
 
   Status setOwnerMode(int fd, const FileMeta& m) {
     if (opt.preserve_owner && ::fchown(fd, m.uid, m.gid) != 0)
-      return makeError("cannot chown " + m.path + " to " + std::to_string(m.uid) + ":" + std::to_string(m.gid) + ": " +
-                           errnoText(),
+      return makeError("cannot chown " + m.path + " to " + std::to_string(m.uid) + ":" +
+                           std::to_string(m.gid) + ": " + errnoText(),
                        "run the standby node as root, or turn off owner preservation");
     if (::fchmod(fd, static_cast<mode_t>(m.mode & 07777)) != 0)
       return makeError("cannot chmod " + m.path + ": " + errnoText());
@@ -335,7 +336,8 @@ struct ReplicaWriter::Impl {
         return okStatus();
       }
       default:
-        return makeError("refused " + m.path + ": unknown file kind " + std::to_string(static_cast<int>(m.kind)));
+        return makeError("refused " + m.path + ": unknown file kind " +
+                         std::to_string(static_cast<int>(m.kind)));
     }
   }
 
@@ -388,7 +390,8 @@ struct ReplicaWriter::Impl {
     if (!from_dir.ok()) return from_dir.error();
     auto to_dir = sr.openParent(r.target, &to_base);
     if (!to_dir.ok()) return to_dir.error();
-    struct stat src {}, dst {};
+    struct stat src {
+    }, dst{};
     if (::fstatat(from_dir->fd, from_base.c_str(), &src, AT_SYMLINK_NOFOLLOW) != 0)
       return makeError("cannot rename " + r.path + " on the replica: it does not exist",
                        "the replica lags the source: resume the link");
@@ -438,7 +441,8 @@ struct ReplicaWriter::Impl {
       ts[1] = ts[0];
       auto f = fds.find(m.path);
       if (f != fds.end()) {
-        if (::futimens(f->second.fd, ts) != 0) return makeError("cannot set the mtime of " + m.path + ": " + errnoText());
+        if (::futimens(f->second.fd, ts) != 0)
+          return makeError("cannot set the mtime of " + m.path + ": " + errnoText());
         continue;
       }
       std::string base;
@@ -457,7 +461,8 @@ struct ReplicaWriter::Impl {
     for (auto& d : dirs_to_sync) {
       auto dfd = sr.openDir(d);
       if (!dfd.ok()) continue;  // removed later in the batch
-      if (::fsync(dfd->fd) != 0) return makeError("cannot fsync directory '" + d + "' on the replica: " + errnoText());
+      if (::fsync(dfd->fd) != 0)
+        return makeError("cannot fsync directory '" + d + "' on the replica: " + errnoText());
     }
     return okStatus();
   }
@@ -482,16 +487,17 @@ struct ReplicaWriter::Impl {
   Status onBegin(const BatchBegin& b) {
     if (in_batch) resetBatch();  // the previous batch stays in the intent list
     if (b.epoch < state.epoch)
-      return fail(makeError("batch from epoch " + std::to_string(b.epoch) + " refused: the replica is at epoch " +
-                                std::to_string(state.epoch),
+      return fail(makeError("batch from epoch " + std::to_string(b.epoch) +
+                                " refused: the replica is at epoch " + std::to_string(state.epoch),
                             "a newer source owns this replica (fenced)"));
     if (b.epoch == state.epoch && b.seq <= state.seq)
       return fail(makeError("batch " + std::to_string(b.seq) + " refused: already applied up to " +
                             std::to_string(state.seq)));
     for (auto& p : b.paths)
       if (!isSafeRelativePath(p))
-        return fail(makeError("batch " + std::to_string(b.seq) + " refused: path '" + p + "' is not inside the replica",
-                              "the peer sent '..', an absolute path or an empty component"));
+        return fail(makeError(
+            "batch " + std::to_string(b.seq) + " refused: path '" + p + "' is not inside the replica",
+            "the peer sent '..', an absolute path or an empty component"));
     State next = state;
     if (state.consistent) next.intent.clear();
     next.intent.insert(b.paths.begin(), b.paths.end());
@@ -514,7 +520,7 @@ struct ReplicaWriter::Impl {
                             std::to_string(current.seq)));
     if (e.ops != ops)
       return fail(makeError("batch " + std::to_string(e.seq) + " ended after " + std::to_string(ops) +
-                            " messages, the source sent " + std::to_string(e.ops),
+                                " messages, the source sent " + std::to_string(e.ops),
                             "messages were lost on the link: resume"));
     Status s = applyTimes();
     if (!s.ok()) return fail(s);
@@ -609,7 +615,8 @@ struct ReplicaWriter::Impl {
 
   Result<std::vector<FileHashes>> hashFiles(const HashRequest& req) {
     if (req.block_size < 4096 || req.block_size > 16u * 1024 * 1024 || (req.block_size & 4095) != 0)
-      return makeError("hash request refused: block size " + std::to_string(req.block_size) + " is out of range");
+      return makeError("hash request refused: block size " + std::to_string(req.block_size) +
+                       " is out of range");
     std::vector<std::string> paths;
     if (req.all)
       walk("", paths);
@@ -687,9 +694,10 @@ Result<std::unique_ptr<ReplicaWriter>> ReplicaWriter::open(const std::filesystem
     if (!st.ok()) return st.error();
     impl->state = *st;
     if (!impl->state.consistent)
-      log::get("sync")->warn("replica {} was interrupted in a batch after seq {}: inconsistent until the source resumes "
-                             "({} paths to re-check)",
-                             root.string(), impl->state.seq, impl->state.intent.size());
+      log::get("sync")->warn(
+          "replica {} was interrupted in a batch after seq {}: inconsistent until the source resumes "
+          "({} paths to re-check)",
+          root.string(), impl->state.seq, impl->state.intent.size());
   }
   return std::unique_ptr<ReplicaWriter>(new ReplicaWriter(std::move(impl)));
 }

@@ -64,7 +64,8 @@ Status LoopbackLink::reconnect(ReplicaWriter& replica) {
   return mirror_.resume(state, *hashes);
 }
 
-ThreadedLoopbackLink::ThreadedLoopbackLink(DirectoryMirror& mirror, ReplicaWriter& replica, std::size_t window)
+ThreadedLoopbackLink::ThreadedLoopbackLink(DirectoryMirror& mirror, ReplicaWriter& replica,
+                                           std::size_t window)
     : mirror_(mirror), replica_(replica), window_(window == 0 ? 1 : window) {
   thread_ = std::thread([this] { run(); });
 }

@@ -99,10 +99,14 @@ std::string octal(std::uint32_t m) {
 
 const char* kindName(FileKind k) {
   switch (k) {
-    case FileKind::kRegular: return "file";
-    case FileKind::kDirectory: return "directory";
-    case FileKind::kSymlink: return "symlink";
-    default: return "unknown";
+    case FileKind::kRegular:
+      return "file";
+    case FileKind::kDirectory:
+      return "directory";
+    case FileKind::kSymlink:
+      return "symlink";
+    default:
+      return "unknown";
   }
 }
 
@@ -118,7 +122,8 @@ Result<TreeManifest> manifestOf(const std::filesystem::path& root) {
   return m;
 }
 
-TreeDiff compareManifests(const TreeManifest& source, const TreeManifest& replica, const CompareOptions& options) {
+TreeDiff compareManifests(const TreeManifest& source, const TreeManifest& replica,
+                          const CompareOptions& options) {
   TreeDiff d;
   auto add = [&](const std::string& p, const char* what, std::string detail) {
     d.differences.push_back({p, what, std::move(detail)});
@@ -149,7 +154,8 @@ TreeDiff compareManifests(const TreeManifest& source, const TreeManifest& replic
         else if (x.content_hi != y.content_hi || x.content_lo != y.content_lo)
           add(p, "content", "XXH3-128 differs");
       }
-      if (x.kind == FileKind::kSymlink && x.target != y.target) add(p, "target", x.target + " vs " + y.target);
+      if (x.kind == FileKind::kSymlink && x.target != y.target)
+        add(p, "target", x.target + " vs " + y.target);
       if (options.mode && x.kind != FileKind::kSymlink && x.mode != y.mode)
         add(p, "mode", octal(x.mode) + " vs " + octal(y.mode));
       if (options.owner && (x.uid != y.uid || x.gid != y.gid))

@@ -23,7 +23,8 @@ namespace {
 using std::chrono::minutes;
 using std::chrono::seconds;
 
-ferry::ProcessResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = seconds(120),
+ferry::ProcessResult run(const std::vector<std::string>& argv,
+                         std::chrono::milliseconds timeout = seconds(120),
                          const std::string& stdin_data = {}) {
   ferry::ProcessOptions opts;
   opts.timeout = timeout;
@@ -67,7 +68,8 @@ std::set<std::string> machineSnapshot() {
     for (std::string line; std::getline(in, line);) out.insert("mount " + line);
   }
   {
-    std::istringstream in(run({"pgrep", "-fa", "^(ferry-lab-holder|/usr/bin/conmon)|(^|/)ferry-delayline( |$)"}).out);
+    std::istringstream in(
+        run({"pgrep", "-fa", "^(ferry-lab-holder|/usr/bin/conmon)|(^|/)ferry-delayline( |$)"}).out);
     for (std::string line; std::getline(in, line);) out.insert("process " + line);
   }
   for (const auto& ctl : std::filesystem::directory_iterator("/sys/fs/cgroup")) {
@@ -76,7 +78,8 @@ std::set<std::string> machineSnapshot() {
   {
     std::istringstream in(run({"ip", "-o", "link", "show"}).out);
     for (std::string line; std::getline(in, line);) {
-      if (line.find("podman") != std::string::npos || line.find("lab-") != std::string::npos) out.insert("link " + line);
+      if (line.find("podman") != std::string::npos || line.find("lab-") != std::string::npos)
+        out.insert("link " + line);
     }
   }
   return out;
@@ -104,7 +107,10 @@ class LabTest : public ::testing::Test {
 
 TEST_F(LabTest, UpDownUpLeavesNoLeftovers) {
   // A container and a process started through exec must not survive `down` either.
-  ASSERT_EQ(inHost("a", {"podman", "run", "-d", "--name", "leftover", "localhost/ferry-canary", "sleep", "600"}).exit_code, 0);
+  ASSERT_EQ(
+      inHost("a", {"podman", "run", "-d", "--name", "leftover", "localhost/ferry-canary", "sleep", "600"})
+          .exit_code,
+      0);
   ASSERT_EQ(inHost("b", {"sh", "-c", "setsid sleep 600 </dev/null >/dev/null 2>&1 &"}).exit_code, 0);
   auto down = ferryCmd({"lab", "down"});
   ASSERT_EQ(down.exit_code, 0) << down.err;
@@ -149,8 +155,8 @@ TEST_F(LabTest, StatusJsonListsTheHosts) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
   EXPECT_TRUE(j["up"].get<bool>());
-  std::map<std::string, std::string> want{{"lb", "10.231.0.10"}, {"a", "10.231.0.11"}, {"b", "10.231.0.12"},
-                                          {"client", "10.231.0.20"}};
+  std::map<std::string, std::string> want{
+      {"lb", "10.231.0.10"}, {"a", "10.231.0.11"}, {"b", "10.231.0.12"}, {"client", "10.231.0.20"}};
   ASSERT_EQ(j["hosts"].size(), want.size());
   for (const auto& h : j["hosts"]) {
     EXPECT_EQ(h["address"].get<std::string>(), want[h["name"].get<std::string>()]);
@@ -194,7 +200,10 @@ TEST_F(LabTest, HostsAreSeparateAndReachEachOtherByName) {
     }
   }
   // Private /dev/shm, /tmp and /run: what a writes, b does not see.
-  ASSERT_EQ(inHost("a", {"sh", "-c", "echo x > /dev/shm/lab-test; echo x > /tmp/lab-test; echo x > /run/lab-test"}).exit_code, 0);
+  ASSERT_EQ(
+      inHost("a", {"sh", "-c", "echo x > /dev/shm/lab-test; echo x > /tmp/lab-test; echo x > /run/lab-test"})
+          .exit_code,
+      0);
   EXPECT_NE(inHost("b", {"sh", "-c", "ls /dev/shm/lab-test /tmp/lab-test /run/lab-test"}).exit_code, 0);
   inHost("a", {"rm", "-f", "/dev/shm/lab-test", "/tmp/lab-test", "/run/lab-test"});
   // The host's root is the root of its own mount namespace (pivot_root, not chroot).
@@ -219,8 +228,8 @@ TEST_F(LabTest, CanaryCheckpointRestoreKeepsState) {
   const std::string script =
       "mkdir -p /tmp/www; (flock /tmp/lock sleep 100000 &); su canary -c 'httpd -p 8080 -h /tmp/www'; "
       "i=0; while true; do i=$((i+1)); echo $i > /tmp/www/n; sleep 0.1; done";
-  ASSERT_EQ(inHost("a", {"podman", "run", "-d", "--name", "lab-canary", "-p", "8080:8080", "localhost/ferry-canary",
-                         "sh", "-c", script})
+  ASSERT_EQ(inHost("a", {"podman", "run", "-d", "--name", "lab-canary", "-p", "8080:8080",
+                         "localhost/ferry-canary", "sh", "-c", script})
                 .exit_code,
             0);
   auto counter = [](const std::string& host) {

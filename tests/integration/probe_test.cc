@@ -317,7 +317,8 @@ TEST_F(ProbeLabTest, StoppedWebGivesRefusedConnections) {
   auto direct = std::async(std::launch::async, [&] {
     // Long enough to see the recovery even when `podman start` and Apache are slow
     // on a loaded machine.
-    return probe({"--url", "http://" + service_host_ + "/health.php", "--duration", "15s", "--timeout", "1s"});
+    return probe(
+        {"--url", "http://" + service_host_ + "/health.php", "--duration", "15s", "--timeout", "1s"});
   });
   std::this_thread::sleep_for(1500ms);
   std::string stop = ferry::joinArgv(kPodman) + " stop -t 2 web >/dev/null";

@@ -19,12 +19,12 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;  // the operation failed
 inline constexpr int kExitUsage = 2;    // bad input: unknown host, profile, flag
 
-void addLabCommands(CLI::App& app, Cli& cli);    // cmd_lab.cc      (deploy/)
-void addCheckCommands(CLI::App& app, Cli& cli);  // cmd_check.cc    (checkpoint/)
-void addBenchCommands(CLI::App& app, Cli& cli);  // cmd_bench.cc    (bench/)
-void addNodeCommands(CLI::App& app, Cli& cli);   // cmd_node.cc     (node/, protocol/, sync/)
+void addLabCommands(CLI::App& app, Cli& cli);      // cmd_lab.cc      (deploy/)
+void addCheckCommands(CLI::App& app, Cli& cli);    // cmd_check.cc    (checkpoint/)
+void addBenchCommands(CLI::App& app, Cli& cli);    // cmd_bench.cc    (bench/)
+void addNodeCommands(CLI::App& app, Cli& cli);     // cmd_node.cc     (node/, protocol/, sync/)
 void addServiceCommands(CLI::App& app, Cli& cli);  // cmd_service.cc  (deploy/service/: adds `lab deploy`)
-void addKeysCommands(CLI::App& app, Cli& cli);   // cmd_keys.cc     (protocol/: keygen, pair)
+void addKeysCommands(CLI::App& app, Cli& cli);     // cmd_keys.cc     (protocol/: keygen, pair)
 
 // Prints "ferry: <message>" to stderr and returns `code`.
 int fail(const std::string& message, int code = kExitFailure);

@@ -34,8 +34,10 @@ void addLabCommands(CLI::App& app, Cli& cli) {
   auto flags = std::make_shared<LabFlags>();
 
   auto* up = labCmd->add_subcommand("up", "create (or refresh) the lab hosts; needs root");
-  up->add_option("--profile", flags->up.profile, "link profile: lan, cloud, wan or edge")->capture_default_str();
-  up->add_flag("--shared-storage", flags->up.shared_storage, "one shared directory /srv/ferry-shared in a and b");
+  up->add_option("--profile", flags->up.profile, "link profile: lan, cloud, wan or edge")
+      ->capture_default_str();
+  up->add_flag("--shared-storage", flags->up.shared_storage,
+               "one shared directory /srv/ferry-shared in a and b");
   up->callback([&cli, flags] {
     cli.action = [flags] {
       auto controller = makeController();
@@ -50,7 +52,8 @@ void addLabCommands(CLI::App& app, Cli& cli) {
   down->callback([&cli] {
     cli.action = [] {
       auto controller = makeController();
-      if (!controller.system().isRoot()) return fail("'ferry lab down' needs root — run it as root", kExitUsage);
+      if (!controller.system().isRoot())
+        return fail("'ferry lab down' needs root — run it as root", kExitUsage);
       return fromScript(controller.down());
     };
   });
@@ -61,7 +64,8 @@ void addLabCommands(CLI::App& app, Cli& cli) {
     cli.action = [flags] { return fromScript(makeController().status(flags->output == "json")); };
   });
 
-  auto* exec = labCmd->add_subcommand("exec", "run a command inside a host: ferry lab exec HOST -- CMD ARGS...");
+  auto* exec =
+      labCmd->add_subcommand("exec", "run a command inside a host: ferry lab exec HOST -- CMD ARGS...");
   exec->prefix_command();
   exec->callback([&cli, exec] {
     std::vector<std::string> rest = exec->remaining();
@@ -77,7 +81,8 @@ void addLabCommands(CLI::App& app, Cli& cli) {
     };
   });
 
-  auto* linkTest = labCmd->add_subcommand("link-test", "measure throughput and RTT between a and b (links.sh test)");
+  auto* linkTest =
+      labCmd->add_subcommand("link-test", "measure throughput and RTT between a and b (links.sh test)");
   linkTest->allow_extras();
   linkTest->callback([&cli, linkTest] {
     std::vector<std::string> rest = linkTest->remaining();

@@ -21,7 +21,8 @@ class FakeSystem final : public System {
   [[nodiscard]] bool hasProgram(const std::string& name) const override {
     return name == "debootstrap" && debootstrap;
   }
-  [[nodiscard]] bool httpReachable(const std::string& url, std::chrono::milliseconds /*timeout*/) const override {
+  [[nodiscard]] bool httpReachable(const std::string& url,
+                                   std::chrono::milliseconds /*timeout*/) const override {
     last_url = url;
     return archive;
   }
@@ -29,7 +30,9 @@ class FakeSystem final : public System {
     auto it = vars.find(name);
     return it == vars.end() ? std::string() : it->second;
   }
-  [[nodiscard]] bool rootfsCached(const std::filesystem::path& /*deploy_dir*/) const override { return cached; }
+  [[nodiscard]] bool rootfsCached(const std::filesystem::path& /*deploy_dir*/) const override {
+    return cached;
+  }
 };
 
 struct UpCase {
@@ -45,11 +48,13 @@ TEST(LabValidateUp, Table) {
   const std::vector<UpCase> cases = {
       {"lan_ok", "lan", true, true, true, false, true, "", ""},
       {"edge_ok", "edge", true, true, true, false, true, "", ""},
-      {"unknown_profile", "fast", true, true, true, true, false, "unknown profile 'fast'", "lan, cloud, wan, edge"},
+      {"unknown_profile", "fast", true, true, true, true, false, "unknown profile 'fast'",
+       "lan, cloud, wan, edge"},
       {"empty_profile", "", true, true, true, true, false, "unknown profile ''", "use one of"},
       {"profile_before_root", "nope", false, true, true, true, false, "unknown profile", ""},
       {"not_root", "lan", false, true, true, true, false, "needs root", "as root"},
-      {"no_debootstrap", "cloud", true, false, true, false, false, "debootstrap is missing", "apt-get install debootstrap"},
+      {"no_debootstrap", "cloud", true, false, true, false, false, "debootstrap is missing",
+       "apt-get install debootstrap"},
       {"no_archive", "wan", true, true, false, false, false, "unreachable", "FERRY_DEBIAN_MIRROR"},
       // With the rootfs cached neither debootstrap nor the archive is needed.
       {"cached_no_debootstrap", "lan", true, false, false, true, true, "", ""},
@@ -121,8 +126,8 @@ TEST(LabNames, HostsAndProfiles) {
 
 TEST(LabExec, NsenterArgvEntersMountNetAndUtsNamespaces) {
   auto argv = LabController::execArgv(42, {"podman", "ps", "--", "-a"});
-  const std::vector<std::string> want = {"nsenter", "-t", "42", "-m", "-n", "-u", "-r", "-w", "--",
-                                         "podman",  "ps", "--", "-a"};
+  const std::vector<std::string> want = {"nsenter", "-t", "42",     "-m", "-n", "-u", "-r",
+                                         "-w",      "--", "podman", "ps", "--", "-a"};
   EXPECT_EQ(argv, want);
 }
 

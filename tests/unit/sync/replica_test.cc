@@ -68,7 +68,7 @@ class ReplicaEscape : public ::testing::TestWithParam<EscapeCase> {};
 TEST_P(ReplicaEscape, PathOutsideTheRootIsRefused) {
   TempTrees t;
   fs::create_directories(t.base() / "outside");
-  fs::create_symlink(t.base() / "outside", t.dst() / "evil");   // a symlinked parent
+  fs::create_symlink(t.base() / "outside", t.dst() / "evil");       // a symlinked parent
   fs::create_symlink(t.base() / "outside" / "x", t.dst() / "lnk");  // a symlink as the file
   auto r = ReplicaWriter::open(t.dst(), t.stateFile());
   ASSERT_TRUE(r.ok());
@@ -156,8 +156,8 @@ TEST(Replica, RandomHostileMessagesNeverEscape) {
   auto r = ReplicaWriter::open(t.dst(), t.stateFile());
   ASSERT_TRUE(r.ok());
   auto& rep = **r;
-  const std::vector<std::string> pool = {"a", "a/b", "a/b/c", "evil", "evil/x", "../x", "/tmp/x", "a/../..", "",
-                                         "a//b", ".", "evil/../x", "d", "d/e"};
+  const std::vector<std::string> pool = {"a",       "a/b", "a/b/c", "evil", "evil/x",    "../x", "/tmp/x",
+                                         "a/../..", "",    "a//b",  ".",    "evil/../x", "d",    "d/e"};
   std::mt19937_64 rng(12345);
   std::uint64_t seq = 1;
   for (int i = 0; i < 3000; ++i) {
@@ -177,7 +177,9 @@ TEST(Replica, RandomHostileMessagesNeverEscape) {
         (void)rep.apply(m);
         break;
       }
-      case 2: (void)rep.apply(Truncate{p, rng() % 200000}); break;
+      case 2:
+        (void)rep.apply(Truncate{p, rng() % 200000});
+        break;
       case 3: {
         Block b = rawBlock(p, rng() % 100000, randomBytes(rng() % 5000, rng()));
         if (rng() % 3 == 0) b.xxh3 ^= 1;
@@ -185,10 +187,18 @@ TEST(Replica, RandomHostileMessagesNeverEscape) {
         (void)rep.apply(b);
         break;
       }
-      case 4: (void)rep.apply(Rename{p, q}); break;
-      case 5: (void)rep.apply(Delete{p}); break;
-      case 6: (void)rep.apply(BatchEnd{1, seq - 1, rng() % 4, false}); break;
-      default: (void)rep.hashFiles(HashRequest{kBlock, rng() % 2 == 0, {p, q}}); break;
+      case 4:
+        (void)rep.apply(Rename{p, q});
+        break;
+      case 5:
+        (void)rep.apply(Delete{p});
+        break;
+      case 6:
+        (void)rep.apply(BatchEnd{1, seq - 1, rng() % 4, false});
+        break;
+      default:
+        (void)rep.hashFiles(HashRequest{kBlock, rng() % 2 == 0, {p, q}});
+        break;
     }
   }
   EXPECT_EQ(readAll(t.base() / "outside" / "keep"), "keep");
@@ -202,9 +212,9 @@ struct CrashCase {
   const char* name;
   const char* point;
   std::uint64_t nth;
-  bool on_link;          // the link dies (source side) instead of the replica
-  bool lose_unsynced;    // also scribble over a block the batch touched (lost write)
-  bool restart_source;   // the source loses its memory too
+  bool on_link;         // the link dies (source side) instead of the replica
+  bool lose_unsynced;   // also scribble over a block the batch touched (lost write)
+  bool restart_source;  // the source loses its memory too
 };
 
 class ReplicaCrash : public ::testing::TestWithParam<CrashCase> {};
@@ -274,7 +284,8 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(Replica, LinkCutInAnEarlyBatchLosesNoLaterChange) {
   TempTrees t;
   for (int i = 0; i < 6; ++i)
-    writeFile(t.src() / ("f" + std::to_string(i)), randomBytes(8 * kBlock, 300 + static_cast<std::uint64_t>(i)));
+    writeFile(t.src() / ("f" + std::to_string(i)),
+              randomBytes(8 * kBlock, 300 + static_cast<std::uint64_t>(i)));
   CrashPoints faults;
   MirrorOptions mo;
   mo.max_batch_bytes = 8 * kBlock;  // one file per batch
@@ -293,7 +304,9 @@ TEST(Replica, LinkCutInAnEarlyBatchLosesNoLaterChange) {
 
 TEST(Replica, NewSourceAgainstAPopulatedReplicaSendsOnlyDifferences) {
   TempTrees t;
-  for (int i = 0; i < 4; ++i) writeFile(t.src() / ("f" + std::to_string(i)), randomBytes(16 * kBlock, 50 + static_cast<std::uint64_t>(i)));
+  for (int i = 0; i < 4; ++i)
+    writeFile(t.src() / ("f" + std::to_string(i)),
+              randomBytes(16 * kBlock, 50 + static_cast<std::uint64_t>(i)));
   {
     Pair p(t);
     ASSERT_TRUE(p.mirror->computeDelta(*p.link).ok());

@@ -27,14 +27,18 @@ const VerifyCase kCases[] = {
     {"Owner", [](const fs::path& d) { (void)!::chown((d / "dir").c_str(), 1000, 1000); }, "dir", "owner"},
     {"Missing", [](const fs::path& d) { fs::remove(d / "dir" / "b"); }, "dir/b", "missing on replica"},
     {"Extra", [](const fs::path& d) { writeFile(d / "zz", "x"); }, "zz", "extra on replica"},
-    {"Target", [](const fs::path& d) {
+    {"Target",
+     [](const fs::path& d) {
        fs::remove(d / "l");
        fs::create_symlink("elsewhere", d / "l");
-     }, "l", "target"},
-    {"Kind", [](const fs::path& d) {
+     },
+     "l", "target"},
+    {"Kind",
+     [](const fs::path& d) {
        fs::remove(d / "l");
        writeFile(d / "l", "x");
-     }, "l", "kind"},
+     },
+     "l", "kind"},
 };
 
 class Verify : public ::testing::TestWithParam<VerifyCase> {};

@@ -30,7 +30,8 @@ class System {
   [[nodiscard]] virtual bool isRoot() const = 0;
   [[nodiscard]] virtual bool hasProgram(const std::string& name) const = 0;
   // An HTTP HEAD of `url` answered within `timeout`.
-  [[nodiscard]] virtual bool httpReachable(const std::string& url, std::chrono::milliseconds timeout) const = 0;
+  [[nodiscard]] virtual bool httpReachable(const std::string& url,
+                                           std::chrono::milliseconds timeout) const = 0;
   // Empty when unset.
   [[nodiscard]] virtual std::string env(const std::string& name) const = 0;
   // Whether the hosts' rootfs for the current package list is already cached.

@@ -84,7 +84,7 @@ struct BatchBegin {
 struct BatchEnd {
   std::uint64_t epoch = 0;
   std::uint64_t seq = 0;
-  std::uint64_t ops = 0;            // number of messages between begin and end (a sanity check)
+  std::uint64_t ops = 0;  // number of messages between begin and end (a sanity check)
   bool final = false;
   // Added later; kept after `final` so BatchEnd{epoch, seq, ops, final} stays valid.
   std::uint64_t bytes = 0;          // wireSize() of those messages (statistics)
@@ -115,8 +115,8 @@ struct HashRequest {
 struct FileHashes {
   std::string path;
   bool exists = false;
-  FileMeta meta;                       // valid when exists
-  std::vector<std::uint64_t> hashes;   // regular files: XXH3-64 per block
+  FileMeta meta;                      // valid when exists
+  std::vector<std::uint64_t> hashes;  // regular files: XXH3-64 per block
 };
 
 // Name of a message type, for logs and errors.

@@ -60,15 +60,15 @@ struct DeltaStats {
   std::uint64_t batches = 0;
   std::uint64_t messages = 0;
   std::uint64_t files_hashed = 0;
-  std::uint64_t bytes_read = 0;     // file bytes read to hash them
-  std::uint64_t blocks_sent = 0;    // data blocks (zero blocks count separately)
-  std::uint64_t zero_blocks = 0;    // blocks sent as "punch a hole"
-  std::uint64_t bytes_raw = 0;      // uncompressed size of the blocks sent
-  std::uint64_t bytes_sent = 0;     // approximate wire bytes (wireSize of every message)
+  std::uint64_t bytes_read = 0;   // file bytes read to hash them
+  std::uint64_t blocks_sent = 0;  // data blocks (zero blocks count separately)
+  std::uint64_t zero_blocks = 0;  // blocks sent as "punch a hole"
+  std::uint64_t bytes_raw = 0;    // uncompressed size of the blocks sent
+  std::uint64_t bytes_sent = 0;   // approximate wire bytes (wireSize of every message)
   std::uint64_t renames = 0;
   std::uint64_t deletes = 0;
   std::uint64_t entries_checked = 0;
-  bool walked = false;              // a size/mtime walk ran in this round
+  bool walked = false;  // a size/mtime walk ran in this round
   double seconds = 0;
 };
 
@@ -83,7 +83,8 @@ struct MirrorLag {
 class DirectoryMirror {
  public:
   // Opens `root`. Watches are added, and data read, by the first round (a full walk).
-  static Result<std::unique_ptr<DirectoryMirror>> open(const std::filesystem::path& root, MirrorOptions options = {});
+  static Result<std::unique_ptr<DirectoryMirror>> open(const std::filesystem::path& root,
+                                                       MirrorOptions options = {});
   ~DirectoryMirror();
   DirectoryMirror(const DirectoryMirror&) = delete;
   DirectoryMirror& operator=(const DirectoryMirror&) = delete;

@@ -36,9 +36,9 @@ class FaultInjector {
 };
 
 struct ReplicaOptions {
-  bool preserve_owner = true;          // chown to the source's uid/gid (needs root)
-  bool durable = true;                 // fsync data, directories and the state file
-  FaultInjector* faults = nullptr;     // not owned; tests only
+  bool preserve_owner = true;       // chown to the source's uid/gid (needs root)
+  bool durable = true;              // fsync data, directories and the state file
+  FaultInjector* faults = nullptr;  // not owned; tests only
 };
 
 struct ReplicaStats {

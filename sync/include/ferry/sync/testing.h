@@ -2,16 +2,16 @@
 // ReplicaWriter without a network, and RocksDB-style crash points.
 #pragma once
 
-#include <condition_variable>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
-#include <thread>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "ferry/sync/mirror.h"
 #include "ferry/sync/replica.h"

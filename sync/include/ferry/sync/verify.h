@@ -50,7 +50,8 @@ struct TreeDiff {
 };
 
 // `source` is the reference; differences are described from the replica's side.
-TreeDiff compareManifests(const TreeManifest& source, const TreeManifest& replica, const CompareOptions& options = {});
+TreeDiff compareManifests(const TreeManifest& source, const TreeManifest& replica,
+                          const CompareOptions& options = {});
 Result<TreeDiff> compareTrees(const std::filesystem::path& source, const std::filesystem::path& replica,
                               const CompareOptions& options = {});
 
