@@ -161,12 +161,10 @@ struct Node::Impl {
 
   void onConnected(const protocol::LinkStats& stats) {
     logger->info("peer {} connected (key {})", stats.peerNodeId, stats.peerFingerprint);
-    if (active()) {
-      resumed = false;
-      awaiting_hashes = false;
-    } else {
-      sendResumeState();
-    }
+    // The standby drives the handshake: it says where it stands on every connect, and
+    // the active resumes when that arrives. (The active must not reset anything here:
+    // the standby's ResumeState can be delivered before this loop sees the connect.)
+    if (!active()) sendResumeState();
   }
 
   void sendResumeState() {
