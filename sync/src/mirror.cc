@@ -831,6 +831,24 @@ HashRequest DirectoryMirror::resumeRequest(const ResumeState& replica) const {
   return req;
 }
 
+namespace {
+
+// What the mirror knows of an entry from the replica's answer (inode left to the caller).
+Entry entryFromReplica(const FileHashes& f) {
+  Entry e;
+  e.kind = f.meta.kind;
+  e.mode = f.meta.mode;
+  e.uid = f.meta.uid;
+  e.gid = f.meta.gid;
+  e.size = f.meta.size;
+  e.mtime_ns = f.meta.mtime_ns;
+  e.target = f.meta.target;
+  e.hashes = f.hashes;
+  return e;
+}
+
+}  // namespace
+
 Status DirectoryMirror::resume(const ResumeState& replica, const std::vector<FileHashes>& answer) {
   auto& m = *impl_;
   if (replica.epoch > m.opt.epoch)
@@ -842,15 +860,7 @@ Status DirectoryMirror::resume(const ResumeState& replica, const std::vector<Fil
     m.entries.clear();
     for (auto& f : answer) {
       if (!f.exists || !isSafeRelativePath(f.path)) continue;
-      Entry e;
-      e.kind = f.meta.kind;
-      e.mode = f.meta.mode;
-      e.uid = f.meta.uid;
-      e.gid = f.meta.gid;
-      e.size = f.meta.size;
-      e.mtime_ns = f.meta.mtime_ns;
-      e.target = f.meta.target;
-      e.hashes = f.hashes;
+      Entry e = entryFromReplica(f);
       e.ino = 0;  // every regular file is re-hashed locally and compared
       m.entries[f.path] = std::move(e);
     }
@@ -867,15 +877,7 @@ Status DirectoryMirror::resume(const ResumeState& replica, const std::vector<Fil
         m.eraseSubtree(p);
       } else {
         const FileHashes& f = *it->second;
-        Entry e;
-        e.kind = f.meta.kind;
-        e.mode = f.meta.mode;
-        e.uid = f.meta.uid;
-        e.gid = f.meta.gid;
-        e.size = f.meta.size;
-        e.mtime_ns = f.meta.mtime_ns;
-        e.target = f.meta.target;
-        e.hashes = f.hashes;
+        Entry e = entryFromReplica(f);
         e.ino = (ei != m.entries.end() && ei->second.kind == e.kind) ? old_ino : 0;
         if (e.kind != FileKind::kDirectory) m.eraseSubtree(p);
         m.entries[p] = std::move(e);
