@@ -33,6 +33,8 @@ listen = tcp://0.0.0.0:7700
 $peer_line
 data_dir = $DATA_DIR
 role = $role
+# The reference service answers here on whichever host runs it (podman publishes :80).
+health_url = http://127.0.0.1/health.php
 CONF
 }
 

@@ -43,5 +43,11 @@ struct Message {
     manifestRequest @24 :Sync.ManifestRequest;
     manifestChunk @25 :Sync.ManifestChunk;
     resumeQuery @26 :Void;   # active -> standby: send your ResumeState again
+
+    prepareReply @27 :Migration.PrepareReply;
+    restored @28 :Migration.Restored;
+    decision @29 :Migration.Decision;
+    outcomeQuery @30 :Migration.OutcomeQuery;
+    outcome @31 :Migration.Outcome;
   }
 }

@@ -138,6 +138,16 @@ std::string bodyName(wire::Message::Body::Which which) {
       return "manifestChunk";
     case W::RESUME_QUERY:
       return "resumeQuery";
+    case W::PREPARE_REPLY:
+      return "prepareReply";
+    case W::RESTORED:
+      return "restored";
+    case W::DECISION:
+      return "decision";
+    case W::OUTCOME_QUERY:
+      return "outcomeQuery";
+    case W::OUTCOME:
+      return "outcome";
     default:
       break;
   }

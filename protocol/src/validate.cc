@@ -69,14 +69,64 @@ Status checkPaths(capnp::List<capnp::Text>::Reader list, const char* field) {
   return okStatus();
 }
 
+// A container or image name as Podman allows it: letters, digits, and _ . - (names)
+// plus / : @ (image references); never a path component that climbs.
+Status checkName(capnp::Text::Reader text, const char* field, bool image) {
+  FERRY_TRY(checkText(text, field, 255, true));
+  std::string_view v(text.cStr(), text.size());
+  for (char ch : v) {
+    bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+              ch == '.' || ch == '-' || (image && (ch == '/' || ch == ':' || ch == '@'));
+    if (!ok)
+      return makeError(std::string(field) + " '" + std::string(v) +
+                       "' has a character Podman does not allow");
+  }
+  if (v.front() == '.' || v.front() == '-' || v.find("..") != std::string_view::npos)
+    return makeError(std::string(field) + " '" + std::string(v) + "' is not a valid name");
+  return okStatus();
+}
+
+Status checkHexId(capnp::Text::Reader text, const char* field) {
+  FERRY_TRY(checkText(text, field, 128, false));
+  std::string_view v(text.cStr(), text.size());
+  if (v.rfind("sha256:", 0) == 0) v.remove_prefix(7);
+  for (char ch : v) {
+    if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+      return makeError(std::string(field) + " is not a hexadecimal ID");
+  }
+  return okStatus();
+}
+
 Status checkContainers(capnp::List<wire::ContainerRef>::Reader list, const char* field) {
   if (list.size() > 64) return makeError(std::string(field) + ": more than 64 containers");
   for (auto c : list) {
-    FERRY_TRY(checkText(c.getName(), "container name", 255, true));
-    FERRY_TRY(checkText(c.getId(), "container id", 128, false));
-    FERRY_TRY(checkText(c.getImageId(), "image id", 128, false));
+    FERRY_TRY(checkName(c.getName(), "container name", false));
+    FERRY_TRY(checkHexId(c.getId(), "container id"));
+    FERRY_TRY(checkHexId(c.getImageId(), "image id"));
+    if (c.getImageName().size() > 0) FERRY_TRY(checkName(c.getImageName(), "image name", true));
+    if (c.getHostPorts().size() > 1024) return makeError(std::string(field) + ": more than 1024 host ports");
   }
   return okStatus();
+}
+
+Status checkMigrationState(wire::MigrationState state, const char* field) {
+  switch (state) {
+    case wire::MigrationState::UNKNOWN:
+    case wire::MigrationState::PREPARING:
+    case wire::MigrationState::STAGING:
+    case wire::MigrationState::RESTORING:
+    case wire::MigrationState::RESTORED:
+    case wire::MigrationState::COMMITTED:
+    case wire::MigrationState::ROLLED_BACK:
+    case wire::MigrationState::IN_DOUBT:
+    case wire::MigrationState::DECIDED_COMMIT:
+    case wire::MigrationState::DECIDED_ROLLBACK:
+      return okStatus();
+    case wire::MigrationState::UNSPECIFIED:
+    default:
+      break;
+  }
+  return makeError(std::string(field) + " unknown (" + std::to_string(static_cast<unsigned>(state)) + ")");
 }
 
 Status checkMigrationId(capnp::Text::Reader id, uint64_t epoch) {
@@ -185,10 +235,60 @@ Status validateBody(wire::Message::Reader message) {
       FERRY_TRY(checkMigrationId(c.getMigrationId(), c.getEpoch()));
       FERRY_TRY(checkText(c.getContainer(), "checkpointChunk.container", 255, true));
       FERRY_TRY(checkPath(c.getFileName(), "checkpointChunk.fileName"));
-      if (c.getCompression() == wire::Compression::NONE || c.getCompression() == wire::Compression::LZ4)
+      switch (c.getKind()) {
+        case wire::ChunkKind::UNSPECIFIED:  // senders before `kind` existed sent only checkpoints
+        case wire::ChunkKind::CHECKPOINT:
+          FERRY_TRY(checkName(c.getContainer(), "checkpointChunk.container", false));
+          break;
+        case wire::ChunkKind::IMAGE:
+          FERRY_TRY(checkHexId(c.getImageId(), "checkpointChunk.imageId"));
+          if (c.getImageId().size() == 0)
+            return makeError("checkpointChunk.imageId is empty for an image chunk");
+          break;
+        default:
+          return makeError("checkpointChunk.kind unknown (" +
+                           std::to_string(static_cast<unsigned>(c.getKind())) + ")");
+      }
+      if (c.getCompression() == wire::Compression::NONE) {
         return okStatus();
+      }
+      if (c.getCompression() == wire::Compression::LZ4) {
+        if (c.getData().size() == 0) return makeError("checkpointChunk: empty lz4 data");
+        return okStatus();
+      }
       return makeError("checkpointChunk.compression unknown (" +
                        std::to_string(static_cast<unsigned>(c.getCompression())) + ")");
+    }
+    case W::PREPARE_REPLY: {
+      auto r = body.getPrepareReply();
+      FERRY_TRY(checkMigrationId(r.getMigrationId(), r.getEpoch()));
+      if (r.getProblems().size() > 64) return makeError("prepareReply.problems: more than 64");
+      for (auto p : r.getProblems()) {
+        FERRY_TRY(checkText(p.getWhat(), "prepareReply.problem.what", 4096, true));
+        FERRY_TRY(checkText(p.getHint(), "prepareReply.problem.hint", 4096, false));
+      }
+      if (r.getMissingImages().size() > 64) return makeError("prepareReply.missingImages: more than 64");
+      for (auto i : r.getMissingImages()) FERRY_TRY(checkHexId(i, "prepareReply.missingImages"));
+      return okStatus();
+    }
+    case W::RESTORED: {
+      auto r = body.getRestored();
+      FERRY_TRY(checkMigrationId(r.getMigrationId(), r.getEpoch()));
+      FERRY_TRY(checkText(r.getStatsJson(), "restored.statsJson", 1 << 20, false));
+      return checkContainers(r.getContainers(), "restored.containers");
+    }
+    case W::DECISION: {
+      auto d = body.getDecision();
+      FERRY_TRY(checkMigrationId(d.getMigrationId(), d.getEpoch()));
+      return checkText(d.getReason(), "decision.reason", 4096, false);
+    }
+    case W::OUTCOME_QUERY:
+      return checkText(body.getOutcomeQuery().getMigrationId(), "outcomeQuery.migrationId", 128, true);
+    case W::OUTCOME: {
+      auto o = body.getOutcome();
+      FERRY_TRY(checkText(o.getMigrationId(), "outcome.migrationId", 128, true));
+      FERRY_TRY(checkMigrationState(o.getState(), "outcome.state"));
+      return checkText(o.getReason(), "outcome.reason", 4096, false);
     }
     case W::COMMIT: {
       auto c = body.getCommit();

@@ -11,7 +11,8 @@
   X(Heartbeat)                                                                                       \
   X(Credit) X(Ack) X(Status) X(Error) X(FileMeta) X(BlockData) X(Truncate) X(BatchBegin) X(BatchEnd) \
       X(Prepare) X(CheckpointChunk) X(Commit) X(Committed) X(Abort) X(RolledBack) X(ResumeState)     \
-          X(HashRequest) X(FileHashes) X(BatchApplied) X(ManifestRequest) X(ManifestChunk)
+          X(HashRequest) X(FileHashes) X(BatchApplied) X(ManifestRequest) X(ManifestChunk)             \
+              X(PrepareReply) X(Restored) X(Decision) X(OutcomeQuery) X(Outcome)
 
 namespace ferry::protocol::fuzz {
 

@@ -25,6 +25,7 @@ void addBenchCommands(CLI::App& app, Cli& cli);    // cmd_bench.cc    (bench/)
 void addNodeCommands(CLI::App& app, Cli& cli);     // cmd_node.cc     (node/, protocol/, sync/)
 void addServiceCommands(CLI::App& app, Cli& cli);  // cmd_service.cc  (deploy/service/: adds `lab deploy`)
 void addKeysCommands(CLI::App& app, Cli& cli);     // cmd_keys.cc     (protocol/: keygen, pair)
+void addMigrateCommands(CLI::App& app, Cli& cli);  // cmd_migrate.cc  (node/: migrate, migrations)
 
 // Prints "ferry: <message>" to stderr and returns `code`.
 int fail(const std::string& message, int code = kExitFailure);

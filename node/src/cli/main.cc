@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   ferry::cli::addBenchCommands(app, cli);
   ferry::cli::addNodeCommands(app, cli);
   ferry::cli::addKeysCommands(app, cli);
+  ferry::cli::addMigrateCommands(app, cli);
 
   try {
     app.parse(argc, argv);

@@ -101,6 +101,37 @@ Result<NodeConfig> parseConfig(const std::string& text, const std::string& origi
          c.log_level = v;
          return !v.empty();
        }},
+      {"staging_dir",
+       [&](const std::string& v) {
+         c.staging_dir = v;
+         return std::filesystem::path(v).is_absolute();
+       }},
+      {"podman",
+       [&](const std::string& v) {
+         c.podman = v;
+         return !v.empty();
+       }},
+      {"podman_args",
+       [&](const std::string& v) {
+         c.podman_args = v;
+         return true;
+       }},
+      {"health_url",
+       [&](const std::string& v) {
+         c.health_url = v;
+         return v.empty() || v.rfind("http://", 0) == 0;
+       }},
+      {"health_timeout", duration(c.health_timeout)},
+      {"prepare_timeout", duration(c.prepare_timeout)},
+      {"presync_timeout", duration(c.presync_timeout)},
+      {"checkpoint_timeout", duration(c.checkpoint_timeout)},
+      {"restore_timeout", duration(c.restore_timeout)},
+      {"commit_timeout", duration(c.commit_timeout)},
+      {"switch",
+       [&](const std::string& v) {
+         c.switch_driver = v;
+         return v == "none" || v == "proxy" || v == "haproxy" || v == "nginx" || v == "exec";
+       }},
   };
   std::istringstream in(text);
   std::string line;
@@ -131,6 +162,7 @@ Result<NodeConfig> parseConfig(const std::string& text, const std::string& origi
   if (c.peer_timeout <= c.heartbeat) {
     return makeError(origin + ": peer_timeout must be longer than heartbeat");
   }
+  if (c.staging_dir.empty()) c.staging_dir = c.state_dir / "staging";
   return c;
 }
 

@@ -10,6 +10,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "ferry/base/log.h"
 
@@ -30,13 +31,17 @@ Result<sockaddr_un> socketAddress(const std::filesystem::path& path) {
   return addr;
 }
 
-// Reads until '\n' or the deadline; returns the line without the newline.
-Result<std::string> readLine(int fd, Clock::time_point deadline) {
-  std::string data;
+// Reads until '\n' or the deadline; returns the line without the newline. Bytes
+// after the newline stay in `data` for the next call.
+Result<std::string> readLine(int fd, Clock::time_point deadline, std::string& data) {
   std::array<char, 4096> buf{};
   while (true) {
     auto nl = data.find('\n');
-    if (nl != std::string::npos) return data.substr(0, nl);
+    if (nl != std::string::npos) {
+      auto line = data.substr(0, nl);
+      data.erase(0, nl + 1);
+      return line;
+    }
     if (data.size() > kMaxRequestBytes) return makeError("control message larger than 1 MiB");
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) return makeError("timed out waiting on the control socket");
@@ -47,7 +52,7 @@ Result<std::string> readLine(int fd, Clock::time_point deadline) {
     ssize_t r = ::read(fd, buf.data(), buf.size());
     if (r < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (r <= 0) {
-      if (!data.empty()) return data;
+      if (!data.empty()) return std::exchange(data, std::string());
       return makeError("the other side closed the control socket");
     }
     data.append(buf.data(), static_cast<std::size_t>(r));
@@ -131,8 +136,8 @@ void ControlServer::run() {
   while (true) {
     std::array<pollfd, 2> p{pollfd{listen_fd_, POLLIN, 0}, pollfd{wake_read_fd_, POLLIN, 0}};
     int n = ::poll(p.data(), p.size(), 1000);
-    if (n < 0 && errno != EINTR) return;
-    if (p[1].revents != 0) return;
+    if (n < 0 && errno != EINTR) break;
+    if (p[1].revents != 0) break;
     if ((p[0].revents & POLLIN) == 0) continue;
     int conn = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (conn < 0) continue;
@@ -144,29 +149,59 @@ void ControlServer::run() {
       ::close(conn);
       continue;
     }
-    // Requests are short; one at a time keeps the daemon's state simple. A
-    // long-running request (flush, migrate) carries its own deadline.
-    auto deadline = Clock::now() + std::chrono::seconds(5);
-    auto line = readLine(conn, deadline);
-    nlohmann::json reply;
-    if (!line) {
-      reply = {{"ok", false}, {"error", line.error().message()}};
-    } else {
-      try {
-        auto request = nlohmann::json::parse(*line);
-        reply = handler_(request);
-      } catch (const std::exception& e) {
-        reply = {{"ok", false}, {"error", std::string("bad control request: ") + e.what()}};
+    {
+      std::lock_guard lock(mu_);
+      if (connections_ >= kMaxConnections) {
+        logger->warn("control: {} requests in progress; refusing another", connections_);
+        (void)writeAll(conn,
+                       R"({"ok":false,"error":"the node is busy: too many control requests at once"})"
+                       "\n",
+                       Clock::now() + std::chrono::seconds(1));
+        ::close(conn);
+        continue;
       }
+      ++connections_;
     }
-    auto status = writeAll(conn, reply.dump() + "\n", Clock::now() + std::chrono::seconds(5));
-    if (!status) logger->warn("control: {}", status.error().message());
-    ::close(conn);
+    std::thread([this, conn] {
+      serve(conn);
+      std::lock_guard lock(mu_);
+      --connections_;
+      cv_.notify_all();
+    }).detach();
   }
+  // Wait for the serving threads: they use handler_ and this object.
+  std::unique_lock lock(mu_);
+  stopping_ = true;
+  cv_.wait(lock, [&] { return connections_ == 0; });
+}
+
+void ControlServer::serve(int conn) {
+  auto logger = log::get("node");
+  std::string pending;
+  auto line = readLine(conn, Clock::now() + std::chrono::seconds(5), pending);
+  nlohmann::json reply;
+  if (!line) {
+    reply = {{"ok", false}, {"error", line.error().message()}};
+  } else {
+    ControlEmit emit = [conn](const nlohmann::json& event) {
+      return writeAll(conn, event.dump() + "\n", Clock::now() + std::chrono::seconds(5)).ok();
+    };
+    try {
+      auto request = nlohmann::json::parse(*line);
+      reply = handler_(request, emit);
+    } catch (const std::exception& e) {
+      reply = {{"ok", false}, {"error", std::string("bad control request: ") + e.what()}};
+    }
+  }
+  reply.erase("event");
+  auto status = writeAll(conn, reply.dump() + "\n", Clock::now() + std::chrono::seconds(5));
+  if (!status) logger->debug("control: {}", status.error().message());
+  ::close(conn);
 }
 
 Result<nlohmann::json> controlRequest(const std::filesystem::path& path, const nlohmann::json& request,
-                                      std::chrono::milliseconds timeout) {
+                                      std::chrono::milliseconds timeout,
+                                      const std::function<void(const nlohmann::json&)>& on_event) {
   auto addr = socketAddress(path);
   if (!addr) return addr.error();
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -183,13 +218,24 @@ Result<nlohmann::json> controlRequest(const std::filesystem::path& path, const n
     ::close(fd);
     return sent.error();
   }
-  auto line = readLine(fd, deadline);
-  ::close(fd);
-  if (!line) return line.error();
-  try {
-    return nlohmann::json::parse(*line);
-  } catch (const std::exception& e) {
-    return makeError(std::string("the node daemon answered something that is not JSON: ") + e.what());
+  std::string pending;
+  while (true) {
+    auto line = readLine(fd, deadline, pending);
+    if (!line) {
+      ::close(fd);
+      return line.error();
+    }
+    nlohmann::json j = nlohmann::json::parse(*line, nullptr, false);
+    if (j.is_discarded()) {
+      ::close(fd);
+      return makeError("the node daemon answered something that is not JSON: " + line->substr(0, 80));
+    }
+    if (j.is_object() && j.contains("event")) {
+      if (on_event) on_event(j);
+      continue;
+    }
+    ::close(fd);
+    return j;
   }
 }
 

@@ -1,18 +1,26 @@
 #include "ferry/node/node.h"
 
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <thread>
 
 #include <capnp/message.h>
 
 #include "ferry/base/files.h"
 #include "ferry/base/log.h"
+#include "ferry/bench/http.h"
+#include "ferry/checkpoint/os.h"
+#include "ferry/checkpoint/runtime.h"
 #include "ferry/node/control.h"
 #include "ferry/protocol/framing.h"
 #include "ferry/protocol/keys.h"
@@ -20,19 +28,22 @@
 #include "ferry/sync/mirror.h"
 #include "ferry/sync/replica.h"
 #include "ferry/sync/verify.h"
+#include "journal.h"
+#include "migration.h"
 #include "wire_codec.h"
 
 namespace ferry::node {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using Millis = std::chrono::milliseconds;
 using W = wire::Message::Body::Which;
+using json = nlohmann::json;
 
-constexpr Millis kSendTimeout{10000};    // a send that waits longer than this means the peer is gone
-constexpr Millis kRoundInterval{50};     // how often the active node looks for changes
-constexpr Millis kStatusInterval{1000};  // active -> standby status updates
-constexpr Millis kPublishInterval{100};  // how fresh `ferry status` is
+constexpr Millis kSendTimeout{10000};       // a send that waits longer than this means the peer is gone
+constexpr Millis kRoundInterval{50};        // how often the active node looks for changes
+constexpr Millis kStatusInterval{1000};     // active -> standby status updates
+constexpr Millis kPublishInterval{100};     // how fresh `ferry status` is
+constexpr Millis kInboxPushTimeout{30000};  // a migration thread this far behind has failed
 constexpr std::size_t kHashesPerMessage = 200000;  // 1.6 MB of hashes per FileHashes message
 constexpr std::size_t kManifestEntriesPerMessage = 2000;
 
@@ -51,17 +62,111 @@ std::string replicaStateName(int s) {
   }
 }
 
+bool isMigrationBody(W which) {
+  switch (which) {
+    case W::PREPARE:
+    case W::PREPARE_REPLY:
+    case W::CHECKPOINT_CHUNK:
+    case W::COMMIT:
+    case W::COMMITTED:
+    case W::ABORT:
+    case W::ROLLED_BACK:
+    case W::RESTORED:
+    case W::DECISION:
+    case W::OUTCOME_QUERY:
+    case W::OUTCOME:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string migrationIdOf(wire::Message::Body::Reader b) {
+  switch (b.which()) {
+    case W::PREPARE:
+      return b.getPrepare().getMigrationId().cStr();
+    case W::PREPARE_REPLY:
+      return b.getPrepareReply().getMigrationId().cStr();
+    case W::CHECKPOINT_CHUNK:
+      return b.getCheckpointChunk().getMigrationId().cStr();
+    case W::COMMIT:
+      return b.getCommit().getMigrationId().cStr();
+    case W::COMMITTED:
+      return b.getCommitted().getMigrationId().cStr();
+    case W::ABORT:
+      return b.getAbort().getMigrationId().cStr();
+    case W::ROLLED_BACK:
+      return b.getRolledBack().getMigrationId().cStr();
+    case W::RESTORED:
+      return b.getRestored().getMigrationId().cStr();
+    case W::DECISION:
+      return b.getDecision().getMigrationId().cStr();
+    case W::OUTCOME_QUERY:
+      return b.getOutcomeQuery().getMigrationId().cStr();
+    case W::OUTCOME:
+      return b.getOutcome().getMigrationId().cStr();
+    default:
+      return {};
+  }
+}
+
+std::vector<std::string> splitWords(const std::string& s) {
+  std::istringstream in(s);
+  std::vector<std::string> out;
+  std::string w;
+  while (in >> w) out.push_back(w);
+  return out;
+}
+
+// FERRY_FAILPOINTS="target.restore,source.after_freeze": named steps that fail, for the
+// integration tests that prove rollback on real hosts. Empty in production.
+class EnvFailpoints final : public Failpoints {
+ public:
+  EnvFailpoints() {
+    if (const char* v = std::getenv("FERRY_FAILPOINTS"); v != nullptr) {
+      std::string s(v);
+      std::size_t start = 0;
+      while (start <= s.size()) {
+        auto end = s.find(',', start);
+        if (end == std::string::npos) end = s.size();
+        if (end > start) names_.push_back(s.substr(start, end - start));
+        start = end + 1;
+      }
+    }
+  }
+  bool hit(const std::string& name) override {
+    for (const auto& n : names_)
+      if (n == name) {
+        log::get("node")->warn("failpoint {} hit (FERRY_FAILPOINTS)", name);
+        return true;
+      }
+    return false;
+  }
+  [[nodiscard]] const std::vector<std::string>& names() const { return names_; }
+
+ private:
+  std::vector<std::string> names_;
+};
+
 }  // namespace
 
-struct Node::Impl {
+struct Node::Impl final : public MigrationEnv {
   NodeConfig config;
   std::shared_ptr<spdlog::logger> logger = log::get("node");
   std::unique_ptr<protocol::PeerLink> link;
   std::unique_ptr<sync::DirectoryMirror> mirror;  // active
   std::unique_ptr<sync::ReplicaWriter> replica;   // standby
+  std::unique_ptr<Journal> journal;
+  std::unique_ptr<checkpoint::CommandRunner> runner;
+  std::unique_ptr<checkpoint::ContainerRuntime> runtime;
+  EnvFailpoints failpoints;
   std::unique_ptr<ControlServer> control;
   std::thread engine;
   std::atomic<bool> stopping{false};
+  std::atomic<bool> is_active{false};
+  std::atomic<std::uint64_t> node_epoch{1};
+  std::atomic<bool> connected{false};
+  std::string peer_name;
 
   // ---- engine-thread state -----------------------------------------------------
   uint64_t seen_connects = 0;
@@ -76,11 +181,12 @@ struct Node::Impl {
   std::map<uint64_t, std::pair<uint64_t, Clock::time_point>> unacked;  // seq -> (bytes, sent at)
   Clock::time_point dirty_since{};
   bool dirty = false;
+  std::uint64_t mirror_epoch = 1;
 
   // ---- published to the control thread (guarded by mu) -------------------------
   std::mutex mu;
   std::condition_variable cv;
-  nlohmann::json snapshot = nlohmann::json::object();
+  json snapshot = json::object();
   uint64_t last_sent_seq = 0;
   uint64_t last_acked_seq = 0;
   bool initial_done = false;
@@ -96,12 +202,56 @@ struct Node::Impl {
   // throughput (bytes of sync messages sent or applied), for a 5 s moving rate
   std::deque<std::pair<Clock::time_point, uint64_t>> rate_samples;
   uint64_t sync_bytes = 0;
+  // migration requests to the engine
+  bool mirroring_paused = false;  // source: no rounds (frozen / committing)
+  bool final_requested = false;   // source: run the final round
+  bool final_done = false;
+  Result<FinalDelta> final_result = makeError("no final round ran");
+  bool replica_fenced = false;  // target: refuse batches (the service runs here)
+  bool invalidate_requested = false;
+  bool resume_requested = false;  // source after a rollback: resume with the replica
+  int role_request = 0;           // 1: become active, 2: become standby
+  std::uint64_t role_epoch = 0;
+  bool role_done = false;
+  Status role_result;
+  ReplicaView replica_view;
 
-  [[nodiscard]] bool active() const { return config.role == "active"; }
+  // ---- the migration slot (guarded by mig_mu) ------------------------------------
+  struct Running {
+    std::string id;
+    std::string side;
+    std::shared_ptr<MigrationInbox> inbox = std::make_shared<MigrationInbox>();
+    std::shared_ptr<MigrationProgress> progress = std::make_shared<MigrationProgress>();
+    std::thread thread;
+    std::atomic<bool> done{false};
+  };
+  std::mutex mig_mu;
+  std::shared_ptr<Running> current;
+
+  [[nodiscard]] bool active() const { return is_active.load(); }
+
+  MigrationDeps deps() {
+    MigrationDeps d;
+    d.env = this;
+    d.runtime = runtime.get();
+    d.journal = journal.get();
+    d.failpoints = failpoints.names().empty() ? nullptr : &failpoints;
+    auto& s = d.settings;
+    s.data_dir = config.data_dir;
+    s.staging_dir = config.staging_dir;
+    s.health_url = config.health_url;
+    s.health_timeout = config.health_timeout;
+    s.prepare_timeout = config.prepare_timeout;
+    s.presync_timeout = config.presync_timeout;
+    s.checkpoint_timeout = config.checkpoint_timeout;
+    s.restore_timeout = config.restore_timeout;
+    s.commit_timeout = config.commit_timeout;
+    return d;
+  }
 
   // ---- sending -----------------------------------------------------------------
-  Status send(capnp::MallocMessageBuilder& builder) {
-    auto r = link->send(builder, kSendTimeout);
+  Status sendBuilder(capnp::MallocMessageBuilder& builder, Millis timeout = kSendTimeout) {
+    auto r = link->send(builder, timeout);
     if (!r) return r.error();
     return okStatus();
   }
@@ -111,7 +261,7 @@ struct Node::Impl {
     capnp::MallocMessageBuilder builder;
     auto m = builder.initRoot<wire::Message>();
     fill(m);
-    return send(builder);
+    return sendBuilder(builder);
   }
 
   class LinkSink : public sync::DeltaSink {
@@ -128,34 +278,159 @@ struct Node::Impl {
         std::lock_guard lock(impl_.mu);
         impl_.sync_bytes += bytes;
       }
+      sent_ += bytes;
       return impl_.sendWith([&](wire::Message::Builder m) { encodeSync(message, m); });
     }
+    [[nodiscard]] std::uint64_t sent() const { return sent_; }
 
    private:
     Impl& impl_;
     uint64_t current_ = 0;
+    std::uint64_t sent_ = 0;
   };
+
+  // ---- MigrationEnv ----------------------------------------------------------------
+  [[nodiscard]] std::string nodeName() const override { return config.name; }
+  [[nodiscard]] std::string peerName() const override { return peer_name; }
+  [[nodiscard]] bool peerConnected() const override { return connected.load(); }
+  [[nodiscard]] bool isActive() const override { return active(); }
+  [[nodiscard]] std::uint64_t epoch() const override { return node_epoch.load(); }
+
+  Status send(const std::function<void(wire::Message::Builder)>& fill, Millis timeout) override {
+    capnp::MallocMessageBuilder builder;
+    fill(builder.initRoot<wire::Message>());
+    return sendBuilder(builder, timeout);
+  }
+
+  Status flushMirror(Millis timeout) override {
+    auto r = flush(timeout);
+    if (r.value("ok", false)) return okStatus();
+    return makeError(r.value("error", std::string("flush failed")));
+  }
+
+  Result<FinalDelta> finalDelta(Millis timeout) override {
+    std::unique_lock lock(mu);
+    mirroring_paused = true;
+    final_requested = true;
+    final_done = false;
+    if (!cv.wait_for(lock, timeout, [&] { return final_done || stopping.load(); }))
+      return makeError("the final mirroring round did not finish within " + std::to_string(timeout.count()) +
+                       " ms");
+    if (!final_done) return makeError("the node is stopping");
+    return final_result;
+  }
+
+  void resumeMirroring() override {
+    std::lock_guard lock(mu);
+    mirroring_paused = false;
+    resume_requested = true;
+  }
+
+  ReplicaView replicaView() override {
+    std::lock_guard lock(mu);
+    return replica_view;
+  }
+
+  void fenceReplica(bool fenced) override {
+    std::lock_guard lock(mu);
+    replica_fenced = fenced;
+  }
+
+  void invalidateReplica() override {
+    std::lock_guard lock(mu);
+    invalidate_requested = true;
+  }
+
+  Status changeRole(int request, std::uint64_t epoch) {
+    std::unique_lock lock(mu);
+    role_request = request;
+    role_epoch = epoch;
+    role_done = false;
+    if (!cv.wait_for(lock, Millis(60000), [&] { return role_done || stopping.load(); }))
+      return makeError("the engine did not change the role within 60 s");
+    return role_result;
+  }
+  Status becomeActive(std::uint64_t epoch) override { return changeRole(1, epoch); }
+  Status becomeStandby(std::uint64_t epoch) override { return changeRole(2, epoch); }
+
+  Result<std::uint64_t> stagingFreeBytes() override {
+    std::filesystem::path p = config.staging_dir;
+    std::error_code ec;
+    while (!p.empty() && !std::filesystem::exists(p, ec)) p = p.parent_path();
+    struct statvfs st {};
+    if (::statvfs(p.empty() ? "/" : p.c_str(), &st) != 0)
+      return makeError("cannot read the free space of " + config.staging_dir.string());
+    return static_cast<std::uint64_t>(st.f_bavail) * st.f_frsize;
+  }
+
+  bool hostPortFree(std::uint16_t port) override {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return true;  // cannot tell: restore will say
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_ANY);
+    bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 || errno != EADDRINUSE;
+    ::close(fd);
+    return free;
+  }
+
+  Status waitHealthy(const std::string& url_text, Millis timeout) override {
+    auto url = bench::parseUrl(url_text);
+    if (!url) return url.error();
+    auto endpoint = bench::resolve(*url);
+    if (!endpoint) return endpoint.error();
+    auto client = bench::HttpClient::create();
+    if (!client) return client.error();
+    auto deadline = Clock::now() + timeout;
+    std::string last = "no answer";
+    bench::HttpRequest req;
+    req.target = url->target;
+    bench::Timeouts t;
+    t.connect = std::chrono::milliseconds(300);
+    t.total = std::chrono::milliseconds(1000);
+    while (Clock::now() < deadline) {
+      auto a = bench::fetchOnce(**client, *endpoint, req, t);
+      if (a.response.status >= 200 && a.response.status < 300) return okStatus();
+      last = a.response.status != 0 ? "HTTP " + std::to_string(a.response.status)
+                                    : std::string(bench::kindName(a.kind));
+      std::this_thread::sleep_for(Millis(20));
+    }
+    return makeError(url_text + " did not answer 2xx within " + std::to_string(timeout.count()) +
+                     " ms (last: " + last + ")");
+  }
 
   // ---- the engine ----------------------------------------------------------------
   void run() {
     while (!stopping.load()) {
       auto stats = link->stats();
+      connected = stats.state == protocol::LinkState::kConnected;
       if (stats.connects != seen_connects) {
         seen_connects = stats.connects;
         onConnected(stats);
       }
-      auto received = link->receive(active() ? Millis(10) : Millis(100));
+      serviceRequests();
+      auto received = link->receive(active() ? Millis(10) : Millis(50));
       if (received) {
-        Status s =
-            protocol::readGuarded("handling " + protocol::bodyName(received->message().getBody().which()),
-                                  [&]() -> Status { return handle(received->message()); });
-        if (!s) {
-          logger->warn("peer {}: {}", stats.peerNodeId, s.error().message());
-          setError(s.error().message());
+        auto which = received->message().getBody().which();
+        if (isMigrationBody(which)) {
+          Status s = protocol::readGuarded("routing " + protocol::bodyName(which),
+                                           [&]() -> Status { return routeMigration(std::move(*received)); });
+          if (!s) logger->warn("peer {}: {}", stats.peerNodeId, s.error().message());
+        } else {
+          Status s = protocol::readGuarded("handling " + protocol::bodyName(which),
+                                           [&]() -> Status { return handle(received->message()); });
+          if (!s) {
+            logger->warn("peer {}: {}", stats.peerNodeId, s.error().message());
+            setError(s.error().message());
+          }
         }
       }
       if (active()) activeTick(stats);
       publish(stats);
+      reapMigration();
     }
   }
 
@@ -168,17 +443,165 @@ struct Node::Impl {
   }
 
   void sendResumeState() {
+    if (!replica) return;
     auto state = replica->resumeState();
     Status s = sendWith([&](wire::Message::Builder m) { encodeResumeState(state, m); });
     if (!s) setError("sending the replica's resume state: " + s.error().message());
   }
 
+  void publishReplicaView() {
+    if (!replica) return;
+    auto rs = replica->resumeState();
+    std::lock_guard lock(mu);
+    replica_view.consistent = replica->consistent();
+    replica_view.final_applied = replica->finalApplied();
+    replica_view.epoch = rs.epoch;
+    replica_view.seq = rs.seq;
+  }
+
+  // Requests from migration threads, carried out on the engine thread that owns the
+  // mirror and the replica.
+  void serviceRequests() {
+    int role = 0;
+    std::uint64_t epoch = 0;
+    bool invalidate = false;
+    bool final = false;
+    bool resume = false;
+    {
+      std::lock_guard lock(mu);
+      role = role_request;
+      epoch = role_epoch;
+      invalidate = std::exchange(invalidate_requested, false);
+      final = final_requested;
+      resume = std::exchange(resume_requested, false);
+    }
+    if (final && active() && mirror) {
+      auto started = Clock::now();
+      LinkSink sink(*this);
+      auto r = mirror->finalDelta(sink);
+      Result<FinalDelta> result = makeError("final round failed");
+      if (!r) {
+        result = r.error();
+        resumed = false;
+      } else {
+        FinalDelta f;
+        f.epoch = mirror_epoch;
+        f.seq = mirror->lastSentSeq();
+        f.bytes = sink.sent();
+        f.ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+        result = f;
+      }
+      std::lock_guard lock(mu);
+      last_sent_seq = mirror->lastSentSeq();
+      final_result = std::move(result);
+      final_requested = false;
+      final_done = true;
+      cv.notify_all();
+    } else if (final) {
+      std::lock_guard lock(mu);
+      final_result = makeError(active() ? "the mirror is not open" : "this node is not active");
+      final_requested = false;
+      final_done = true;
+      cv.notify_all();
+    }
+    if (invalidate && replica) {
+      // The service ran here after the final batch: forget what the replica believed,
+      // so the next resume compares every file.
+      replica.reset();
+      std::error_code ec;
+      std::filesystem::remove(config.state_dir / "replica.state", ec);
+      auto r = sync::ReplicaWriter::open(config.data_dir, config.state_dir / "replica.state");
+      if (!r) {
+        setError("reopening the replica: " + r.error().message());
+      } else {
+        replica = std::move(*r);
+      }
+      publishReplicaView();
+      sendResumeState();
+    }
+    if (resume && active()) {
+      resumed = false;
+      (void)sendWith([](wire::Message::Builder m) { m.getBody().setResumeQuery(); });
+    }
+    if (role != 0) {
+      Status result = role == 1 ? switchToActive(epoch) : switchToStandby(epoch);
+      std::lock_guard lock(mu);
+      role_request = 0;
+      role_result = result;
+      role_done = true;
+      cv.notify_all();
+    }
+  }
+
+  Status persistRole(const std::string& role, std::uint64_t epoch) {
+    FERRY_TRY(journal->setValue("epoch", std::to_string(epoch)));
+    return journal->setValue("role", role);
+  }
+
+  Status switchToActive(std::uint64_t epoch) {
+    if (active() && mirror_epoch == epoch) return okStatus();
+    FERRY_TRY(persistRole("active", epoch));
+    sync::MirrorOptions options;
+    options.epoch = epoch;
+    auto opened = sync::DirectoryMirror::open(config.data_dir, options);
+    if (!opened) return opened.error();
+    replica.reset();
+    mirror = std::move(*opened);
+    mirror_epoch = epoch;
+    node_epoch = std::max(node_epoch.load(), epoch);
+    resumed = false;
+    awaiting_hashes = false;
+    unacked.clear();
+    dirty = false;
+    {
+      std::lock_guard lock(mu);
+      initial_done = false;
+      last_sent_seq = 0;
+      last_acked_seq = 0;
+      mirroring_paused = false;
+      replica_fenced = false;
+    }
+    is_active = true;
+    logger->info("this node is active now (epoch {}); asking the standby where it stands", epoch);
+    (void)sendWith([](wire::Message::Builder m) { m.getBody().setResumeQuery(); });
+    return okStatus();
+  }
+
+  Status switchToStandby(std::uint64_t epoch) {
+    if (!active() && replica) {
+      node_epoch = std::max(node_epoch.load(), epoch);
+      return persistRole("standby", node_epoch.load());
+    }
+    FERRY_TRY(persistRole("standby", epoch));
+    mirror.reset();
+    std::error_code ec;
+    // A fresh replica state: the new active (a new mirror) compares every file anyway.
+    std::filesystem::remove(config.state_dir / "replica.state", ec);
+    auto r = sync::ReplicaWriter::open(config.data_dir, config.state_dir / "replica.state");
+    if (!r) return r.error();
+    replica = std::move(*r);
+    node_epoch = std::max(node_epoch.load(), epoch);
+    is_active = false;
+    resumed = false;
+    unacked.clear();
+    {
+      std::lock_guard lock(mu);
+      mirroring_paused = false;
+      final_requested = false;
+    }
+    publishReplicaView();
+    logger->info("this node is the standby now (epoch {})", epoch);
+    sendResumeState();
+    return okStatus();
+  }
+
   void activeTick(const protocol::LinkStats& stats) {
     if (stats.state != protocol::LinkState::kConnected) return;
-    if (!resumed) return;
+    if (!resumed || !mirror) return;
     uint64_t flush_gen = 0;
     {
       std::lock_guard lock(mu);
+      if (mirroring_paused) return;
       if (flush_requested > flush_started) flush_gen = flush_requested;
     }
     if (flush_gen == 0 && Clock::now() - last_round < kRoundInterval) return;
@@ -212,11 +635,278 @@ struct Node::Impl {
     }
   }
 
+  // ---- migrations ------------------------------------------------------------------
+  // Messages of a migration go to its thread; a Prepare with no migration running
+  // starts the target side; questions about finished ones are answered from the journal.
+  Status routeMigration(protocol::Received received) {
+    auto body = received.message().getBody();
+    auto which = body.which();
+    auto id = migrationIdOf(body);
+    std::shared_ptr<Running> run;
+    {
+      std::lock_guard lock(mig_mu);
+      if (current && !current->done.load() && current->id == id) run = current;
+    }
+    if (run) {
+      if (!run->inbox->push(std::move(received), kInboxPushTimeout))
+        return makeError("migration " + id + " is not taking its messages: " + protocol::bodyName(which) +
+                         " dropped");
+      return okStatus();
+    }
+    if (which == W::PREPARE) {
+      std::lock_guard lock(mig_mu);
+      if (current && !current->done.load()) {
+        // One migration at a time: refuse the other politely.
+        auto epoch = body.getPrepare().getEpoch();
+        return sendWith([&](wire::Message::Builder m) {
+          auto r = m.getBody().initPrepareReply();
+          r.setMigrationId(id);
+          r.setEpoch(epoch == 0 ? 1 : epoch);
+          r.setOk(false);
+          auto p = r.initProblems(1);
+          p[0].setWhat("migration " + current->id + " is still in progress on " + config.name);
+          p[0].setHint("wait for it ('ferry migrations list')");
+          r.setHighestEpoch(node_epoch.load());
+        });
+      }
+      auto r = startMigrationLocked(id, "target", [this](MigrationInbox& inbox, MigrationProgress&) {
+        return runTargetMigration(deps(), inbox);
+      });
+      if (!r) return r.error();
+      (void)(*r)->inbox->push(std::move(received), kInboxPushTimeout);
+      return okStatus();
+    }
+    // Nobody runs it: answer from the journal.
+    auto state = outcomeFor(*journal, id);
+    switch (which) {
+      case W::OUTCOME_QUERY:
+        return sendWith([&](wire::Message::Builder m) {
+          auto o = m.getBody().initOutcome();
+          o.setMigrationId(id);
+          o.setEpoch(std::max<std::uint64_t>(1, node_epoch.load()));
+          o.setState(state);
+        });
+      case W::DECISION:
+      case W::ABORT:
+        if (state == wire::MigrationState::COMMITTED) {
+          return sendWith([&](wire::Message::Builder m) {
+            auto c = m.getBody().initCommitted();
+            c.setMigrationId(id);
+            c.setEpoch(std::max<std::uint64_t>(1, node_epoch.load()));
+          });
+        }
+        if (state == wire::MigrationState::ROLLED_BACK || state == wire::MigrationState::UNKNOWN) {
+          return sendWith([&](wire::Message::Builder m) {
+            auto r = m.getBody().initRolledBack();
+            r.setMigrationId(id);
+            r.setEpoch(std::max<std::uint64_t>(1, node_epoch.load()));
+            r.setReason(state == wire::MigrationState::UNKNOWN ? "no record of this migration here"
+                                                               : "rolled back");
+          });
+        }
+        return okStatus();
+      default:
+        logger->debug("migration {}: {} arrived after it ended; dropped", id, protocol::bodyName(which));
+        return okStatus();
+    }
+  }
+
+  // Starts a migration thread (mig_mu held). `body` runs on it.
+  Result<std::shared_ptr<Running>> startMigrationLocked(
+      const std::string& id, const std::string& side,
+      std::function<json(MigrationInbox&, MigrationProgress&)> body) {
+    if (current && !current->done.load())
+      return makeError("migration " + current->id + " (" + current->side + ") is still in progress",
+                       "wait for it: 'ferry migrations list'");
+    if (current && current->thread.joinable()) current->thread.join();
+    auto run = std::make_shared<Running>();
+    run->id = id;
+    run->side = side;
+    run->thread = std::thread([this, run, body = std::move(body)] {
+      json result;
+      try {
+        result = body(*run->inbox, *run->progress);
+      } catch (const std::exception& e) {
+        logger->error("migration {}: {}", run->id, e.what());
+        result = {{"result", "in_doubt"}, {"reason", std::string("internal error: ") + e.what()}};
+        run->progress->emit(
+            {{"event", "result"}, {"final", true}, {"result", "in_doubt"}, {"reason", e.what()}});
+      }
+      if (!run->progress->finished()) {
+        json final_event = result;
+        final_event["event"] = "result";
+        final_event["final"] = true;
+        run->progress->emit(final_event);
+      }
+      logger->info("migration {} ({}): {}", run->id, run->side, result.value("result", std::string("?")));
+      run->inbox->close();
+      run->done = true;
+    });
+    current = run;
+    return run;
+  }
+
+  void reapMigration() {
+    std::lock_guard lock(mig_mu);
+    if (current && current->done.load() && current->thread.joinable()) current->thread.join();
+  }
+
+  json migrate(const json& request, const ControlEmit& emit) {
+    MigrateRequest req;
+    req.to = request.value("to", std::string());
+    req.mode = request.value("mode", std::string("auto"));
+    req.id = request.value("id", std::string());
+    if (request.contains("containers") && request["containers"].is_array())
+      for (const auto& c : request["containers"])
+        if (c.is_string()) req.containers.push_back(c.get<std::string>());
+    if (req.id.empty()) {
+      std::time_t t = std::time(nullptr);
+      std::tm tm{};
+      gmtime_r(&t, &tm);
+      char buf[32];
+      std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
+      req.id = std::string("m-") + buf + "-" + config.name;
+    }
+    std::shared_ptr<Running> run;
+    {
+      std::lock_guard lock(mig_mu);
+      auto r = startMigrationLocked(req.id, "source",
+                                    [this, req](MigrationInbox& inbox, MigrationProgress& progress) {
+                                      return runSourceMigration(req, deps(), inbox, progress);
+                                    });
+      if (!r) return {{"ok", false}, {"error", r.error().message()}};
+      run = *r;
+    }
+    return follow(*run->progress, emit);
+  }
+
+  // Streams a migration's events to the client until its result; the result is the answer.
+  json follow(MigrationProgress& progress, const ControlEmit& emit) {
+    std::size_t next = 0;
+    bool client_gone = false;
+    while (!stopping.load()) {
+      auto events = progress.since(next, Millis(500));
+      for (auto& e : events) {
+        ++next;
+        if (e.value("final", false)) {
+          json answer = e;
+          answer.erase("event");
+          answer.erase("final");
+          answer["ok"] = e.value("result", std::string()) == "committed";
+          return answer;
+        }
+        if (!client_gone && !emit(e)) client_gone = true;  // the migration goes on without a watcher
+      }
+      if (client_gone && progress.finished()) break;
+    }
+    return {{"ok", false},
+            {"error", "the node is stopping; the migration's end is in 'ferry migrations show'"}};
+  }
+
+  json listMigrations(std::size_t limit) {
+    auto list = journal->list(limit);
+    if (!list) return {{"ok", false}, {"error", list.error().message()}};
+    json out = json::array();
+    for (const auto& r : *list) {
+      auto j = toJson(r);
+      j.erase("report");
+      j["downtime_ms"] = r.report.value("downtime_ms", json());
+      j["migration_ms"] = r.report.value("migration_ms", json());
+      j["result"] = r.report.value("result", json());
+      out.push_back(j);
+    }
+    return {{"ok", true}, {"migrations", out}};
+  }
+
+  json showMigration(const std::string& id) {
+    auto r = journal->get(id);
+    if (!r) return {{"ok", false}, {"error", r.error().message()}};
+    if (!r->has_value())
+      return {{"ok", false}, {"error", "no migration '" + id + "' in this node's journal"}};
+    json j = toJson(**r);
+    std::lock_guard lock(mig_mu);
+    j["running"] = current && current->id == id && !current->done.load();
+    j["ok"] = true;
+    return j;
+  }
+
+  json resolve(const std::string& id, const std::string& outcome, const ControlEmit& emit) {
+    auto r = journal->get(id);
+    if (!r) return {{"ok", false}, {"error", r.error().message()}};
+    if (!r->has_value())
+      return {{"ok", false}, {"error", "no migration '" + id + "' in this node's journal"}};
+    auto record = **r;
+    if (isTerminal(record.phase))
+      return {{"ok", true}, {"id", id}, {"state", phaseName(record.phase)}, {"note", "already settled"}};
+    if (!outcome.empty() && outcome != "committed" && outcome != "rolled-back")
+      return {{"ok", false}, {"error", "--outcome must be committed or rolled-back"}};
+    std::shared_ptr<Running> run;
+    {
+      std::lock_guard lock(mig_mu);
+      if (current && !current->done.load() && current->id == id) {
+        if (outcome.empty())
+          return {{"ok", false},
+                  {"error", "migration " + id + " is still being worked on (" + current->side +
+                                " side); it asks its peer on its own"},
+                  {"hint", "if the peer is gone for good, pass --outcome committed|rolled-back"}};
+        // Tell the running thread: an operator decision arrives as a message.
+        return {{"ok", false},
+                {"error", "migration " + id +
+                              " is waiting for its peer; stop this node and resolve it then, or "
+                              "bring the peer back"}};
+      }
+      auto started = startMigrationLocked(
+          id, record.side,
+          [this, record, outcome](MigrationInbox& inbox, MigrationProgress& progress) -> json {
+            if (record.side == "source") {
+              return outcome.empty() ? recoverSourceMigration(record, deps(), inbox, progress)
+                                     : resolveSourceMigration(record, outcome, deps(), inbox, progress);
+            }
+            return outcome.empty() ? recoverTargetMigration(record, deps(), inbox)
+                                   : resolveTargetMigration(record, outcome, deps(), inbox);
+          });
+      if (!started) return {{"ok", false}, {"error", started.error().message()}};
+      run = *started;
+    }
+    auto answer = follow(*run->progress, emit);
+    auto after = journal->get(id);
+    if (after && after->has_value()) answer["state"] = phaseName((*after)->phase);
+    answer["ok"] = after && after->has_value() && isTerminal((*after)->phase);
+    return answer;
+  }
+
+  // After a restart: finish or roll back what the journal says was under way.
+  void recoverAtStart() {
+    auto list = journal->unfinished();
+    if (!list) {
+      logger->error("journal: {}", list.error().message());
+      return;
+    }
+    for (const auto& record : *list) {
+      logger->warn("journal: migration {} ({} side) was {} when this node stopped; settling it", record.id,
+                   record.side, phaseName(record.phase));
+      std::lock_guard lock(mig_mu);
+      auto r = startMigrationLocked(
+          record.id, record.side, [this, record](MigrationInbox& inbox, MigrationProgress& progress) -> json {
+            if (record.side == "source") return recoverSourceMigration(record, deps(), inbox, progress);
+            return recoverTargetMigration(record, deps(), inbox);
+          });
+      if (!r) logger->error("cannot recover {}: {}", record.id, r.error().message());
+      break;  // one at a time; the next start settles the rest
+    }
+  }
+
   Status handle(wire::Message::Reader m) {
     auto which = m.getBody().which();
     if (isSyncBody(which)) {
       if (active())
         return makeError("refused a mirroring message: this node is active (the peer believes otherwise)");
+      if (!replica) return makeError("refused a mirroring message: no replica is open");
+      {
+        std::lock_guard lock(mu);
+        if (replica_fenced)
+          return makeError("refused a mirroring message: a migration restored the service here (fenced)");
+      }
       auto msg = decodeSync(m);
       if (!msg) return msg.error();
       auto bytes = sync::wireSize(*msg);
@@ -227,11 +917,14 @@ struct Node::Impl {
       }
       if (!applied) {
         // The batch is abandoned; tell the active where we stand so it resumes.
+        publishReplicaView();
         sendResumeState();
         return makeError("applying " + std::string(sync::messageName(*msg)) + ": " +
                          applied.error().message());
       }
       if (const auto* end = std::get_if<sync::BatchEnd>(&*msg)) {
+        publishReplicaView();
+        node_epoch = std::max(node_epoch.load(), end->epoch);
         return sendWith([&](wire::Message::Builder out) {
           auto a = out.getBody().initBatchApplied();
           a.setEpoch(end->epoch);
@@ -245,7 +938,7 @@ struct Node::Impl {
         if (!active()) sendResumeState();
         return okStatus();
       case W::RESUME_STATE: {
-        if (!active()) return makeError("refused a resume state: this node is the standby");
+        if (!active()) return okStatus();  // roles are swapping; the new active asks again
         auto state = decodeResumeState(m.getBody().getResumeState());
         if (awaiting_hashes && state.epoch == pending_resume.epoch && state.seq == pending_resume.seq &&
             state.consistent == pending_resume.consistent) {
@@ -262,7 +955,7 @@ struct Node::Impl {
         return sendWith([&](wire::Message::Builder out) { encodeHashRequest(request, out); });
       }
       case W::HASH_REQUEST: {
-        if (active()) return makeError("refused a hash request: this node is active");
+        if (active() || !replica) return makeError("refused a hash request: this node is active");
         auto hashes = replica->hashFiles(decodeHashRequest(m.getBody().getHashRequest()));
         if (!hashes) return hashes.error();
         return sendHashes(*hashes);
@@ -283,7 +976,7 @@ struct Node::Impl {
       }
       case W::BATCH_APPLIED: {
         auto a = m.getBody().getBatchApplied();
-        if (!active()) return makeError("unexpected batch acknowledgement");
+        if (!active() || !mirror) return makeError("unexpected batch acknowledgement");
         mirror->acknowledge(a.getEpoch(), a.getSeq());
         unacked.erase(unacked.begin(), unacked.upper_bound(a.getSeq()));
         std::lock_guard lock(mu);
@@ -398,6 +1091,11 @@ struct Node::Impl {
       std::lock_guard lock(mu);
       state = !initial_done ? 0 : (caught_up ? 2 : 1);
     }
+    json migration = json();
+    {
+      std::lock_guard lock(mig_mu);
+      if (current && !current->done.load()) migration = {{"id", current->id}, {"side", current->side}};
+    }
     std::lock_guard lock(mu);
     rate_samples.emplace_back(now, sync_bytes);
     while (rate_samples.size() > 2 && now - rate_samples.front().first > std::chrono::seconds(5)) {
@@ -405,14 +1103,15 @@ struct Node::Impl {
     }
     double secs = std::chrono::duration<double>(now - rate_samples.front().first).count();
     double rate = secs > 0.1 ? static_cast<double>(sync_bytes - rate_samples.front().second) / secs : 0.0;
-    nlohmann::json peer_view = snapshot.value("peer_view", nlohmann::json());
+    json peer_view = snapshot.value("peer_view", json());
     snapshot = {
         {"node", config.name},
-        {"role", config.role},
+        {"role", active() ? "active" : "standby"},
+        {"epoch", node_epoch.load()},
         {"data_dir", config.data_dir.string()},
         {"peer",
          {{"state", protocol::linkStateName(stats.state)},
-          {"name", stats.peerNodeId},
+          {"name", stats.peerNodeId.empty() ? peer_name : stats.peerNodeId},
           {"key_fingerprint", stats.peerFingerprint},
           {"endpoint", link->endpoint()},
           {"auth_refusals", stats.authRefusals},
@@ -421,12 +1120,14 @@ struct Node::Impl {
         {"throughput_bytes_per_s", static_cast<uint64_t>(rate)},
         {"sync_bytes_total", sync_bytes},
         {"last_error", engine_error},
+        {"migration", migration},
     };
     if (active()) {
       snapshot["replica"] = {{"state", replicaStateName(state)}, {"replica_lag_bytes", lag_bytes},
                              {"replica_lag_ms", lag_ms},         {"last_sent_seq", last_sent_seq},
-                             {"last_acked_seq", last_acked_seq}, {"resumed", resumed}};
-    } else {
+                             {"last_acked_seq", last_acked_seq}, {"resumed", resumed},
+                             {"paused", mirroring_paused}};
+    } else if (replica) {
       auto rs = replica->resumeState();
       auto st = replica->stats();
       snapshot["replica"] = {
@@ -438,7 +1139,8 @@ struct Node::Impl {
           {"consistent", rs.consistent},
           {"batches", st.batches},
           {"bytes_written", st.bytes_written},
-          {"refused", st.refused}};
+          {"refused", st.refused},
+          {"fenced", replica_fenced}};
       snapshot["peer_view"] = peer_view;
     }
     if (active() && stats.state == protocol::LinkState::kConnected &&
@@ -457,8 +1159,8 @@ struct Node::Impl {
     }
   }
 
-  // ---- control requests (control thread) ----------------------------------------------
-  nlohmann::json flush(Millis timeout) {
+  // ---- control requests (control threads) ----------------------------------------------
+  json flush(Millis timeout) {
     if (!active())
       return {{"ok", false},
               {"error", "this node is the standby; run 'ferry sync --flush' on the active node"}};
@@ -478,7 +1180,7 @@ struct Node::Impl {
     return {{"ok", true}, {"flushed_seq", flush_target}, {"ms", msSince(started)}};
   }
 
-  nlohmann::json verify(Millis timeout) {
+  json verify(Millis timeout) {
     auto deadline = Clock::now() + timeout;
     uint64_t id = 0;
     {
@@ -502,7 +1204,7 @@ struct Node::Impl {
     const auto& source = active() ? *local : peer_manifest;
     const auto& standby = active() ? peer_manifest : *local;
     auto diff = sync::compareManifests(source, standby);
-    nlohmann::json differences = nlohmann::json::array();
+    json differences = json::array();
     for (const auto& d : diff.differences)
       differences.push_back({{"path", d.path}, {"what", d.what}, {"detail", d.detail}});
     return {
@@ -528,9 +1230,46 @@ Result<std::unique_ptr<Node>> Node::start(NodeConfig config) {
     return makeError("no paired peer in " + (c.key_dir / "peers").string(),
                      "run 'ferry pair' with the peer's public key (its node.pub)");
   }
+  impl->peer_name = peers->front().name;
 
-  if (c.role == "active") {
+  auto journal = Journal::open(c.state_dir / "journal.db");
+  if (!journal) return journal.error();
+  impl->journal = std::move(*journal);
+  // The role and epoch the last migration left win over the configured initial role.
+  std::string role = c.role;
+  if (auto r = impl->journal->value("role"); r && r->has_value()) role = **r;
+  if (auto e = impl->journal->value("epoch"); e && e->has_value()) {
+    impl->node_epoch = std::strtoull((*e)->c_str(), nullptr, 10);
+    if (impl->node_epoch.load() == 0) impl->node_epoch = 1;
+  }
+  impl->mirror_epoch = impl->node_epoch.load();
+  impl->is_active = role == "active";
+
+  // An unfinished migration decides how the engine starts: a source that may have
+  // handed the service over must not mirror; a target that may run it must not apply.
+  if (auto unfinished = impl->journal->unfinished(); unfinished) {
+    for (const auto& r : *unfinished) {
+      if (r.side == "source" && r.phase != MigrationPhase::kPreparing) impl->mirroring_paused = true;
+      if (r.side == "target" && (r.phase == MigrationPhase::kRestoring ||
+                                 r.phase == MigrationPhase::kRestored || r.phase == MigrationPhase::kInDoubt))
+        impl->replica_fenced = true;
+    }
+  }
+
+  impl->runner = checkpoint::makeSystemRunner();
+  checkpoint::RuntimeOptions ro;
+  ro.podman = c.podman;
+  ro.global_args = splitWords(c.podman_args);
+  impl->runtime = checkpoint::makePodmanRuntime(*impl->runner, ro);
+  if (!impl->failpoints.names().empty()) {
+    std::string names;
+    for (const auto& n : impl->failpoints.names()) names += (names.empty() ? "" : ",") + n;
+    impl->logger->warn("FAILPOINTS ARMED (testing only): {}", names);
+  }
+
+  if (impl->active()) {
     sync::MirrorOptions options;
+    options.epoch = impl->mirror_epoch;
     auto mirror = sync::DirectoryMirror::open(c.data_dir, options);
     if (!mirror) return mirror.error();
     impl->mirror = std::move(*mirror);
@@ -538,12 +1277,13 @@ Result<std::unique_ptr<Node>> Node::start(NodeConfig config) {
     auto replica = sync::ReplicaWriter::open(c.data_dir, c.state_dir / "replica.state");
     if (!replica) return replica.error();
     impl->replica = std::move(*replica);
+    impl->publishReplicaView();
   }
 
   protocol::PeerLinkConfig lc;
   lc.keys = *keys;
   lc.nodeId = c.name;
-  lc.role = c.role == "active" ? protocol::wire::Role::ACTIVE : protocol::wire::Role::STANDBY;
+  lc.role = impl->active() ? protocol::wire::Role::ACTIVE : protocol::wire::Role::STANDBY;
   lc.heartbeatInterval = c.heartbeat;
   lc.peerTimeout = c.peer_timeout;
   if (c.peer.empty()) {
@@ -561,28 +1301,42 @@ Result<std::unique_ptr<Node>> Node::start(NodeConfig config) {
 
   auto node = std::unique_ptr<Node>(new Node(std::move(impl)));
   auto* raw = node.get();
-  auto control = ControlServer::start(node->impl_->config.control_socket,
-                                      [raw](const nlohmann::json& request) { return raw->handle(request); });
+  auto control = ControlServer::start(
+      node->impl_->config.control_socket,
+      [raw](const json& request, const ControlEmit& emit) { return raw->handle(request, emit); });
   if (!control) return control.error();
   node->impl_->control = std::move(*control);
   node->impl_->engine = std::thread([i = node->impl_.get()] { i->run(); });
-  node->impl_->logger->info("node {} started as {}: data {}, {} {}", node->impl_->config.name,
-                            node->impl_->config.role, node->impl_->config.data_dir.string(),
+  node->impl_->logger->info("node {} started as {} (epoch {}): data {}, {} {}", node->impl_->config.name,
+                            node->impl_->active() ? "active" : "standby", node->impl_->node_epoch.load(),
+                            node->impl_->config.data_dir.string(),
                             node->impl_->config.peer.empty() ? "listening on" : "connecting to",
                             node->impl_->link->endpoint());
+  node->impl_->recoverAtStart();
   return node;
 }
 
 Node::Node(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Node::~Node() {
-  impl_->control.reset();  // no new requests
   impl_->stopping = true;
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->cv.notify_all();
+  }
+  impl_->control.reset();  // no new requests; waits for the serving threads
+  std::shared_ptr<Impl::Running> run;
+  {
+    std::lock_guard lock(impl_->mig_mu);
+    run = impl_->current;
+  }
+  if (run) run->inbox->close();  // a migration thread waiting for messages gives up
   if (impl_->engine.joinable()) impl_->engine.join();
+  if (run && run->thread.joinable()) run->thread.join();
   impl_->link->stop();
 }
 
-nlohmann::json Node::handle(const nlohmann::json& request) {
+json Node::handle(const json& request, const ControlEmit& emit) {
   auto cmd = request.value("cmd", "");
   auto timeout = Millis(request.value("timeout_ms", 60000));
   if (cmd == "status") {
@@ -593,6 +1347,11 @@ nlohmann::json Node::handle(const nlohmann::json& request) {
   }
   if (cmd == "flush") return impl_->flush(timeout);
   if (cmd == "verify") return impl_->verify(timeout);
+  if (cmd == "migrate") return impl_->migrate(request, emit);
+  if (cmd == "migrations") return impl_->listMigrations(request.value("limit", std::size_t{50}));
+  if (cmd == "migration") return impl_->showMigration(request.value("id", std::string()));
+  if (cmd == "resolve")
+    return impl_->resolve(request.value("id", std::string()), request.value("outcome", std::string()), emit);
   return {{"ok", false}, {"error", "unknown control command '" + cmd + "'"}};
 }
 

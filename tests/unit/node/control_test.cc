@@ -3,7 +3,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -19,7 +23,7 @@ std::filesystem::path socketPath(const std::string& tag) {
 
 TEST(Control, RequestAndReply) {
   auto path = socketPath("rr");
-  auto server = ControlServer::start(path, [](const nlohmann::json& req) {
+  auto server = ControlServer::start(path, [](const nlohmann::json& req, const ControlEmit&) {
     return nlohmann::json{{"ok", true}, {"echo", req.at("cmd")}};
   });
   ASSERT_TRUE(server.ok()) << server.error().message();
@@ -35,7 +39,7 @@ TEST(Control, RequestAndReply) {
 
 TEST(Control, HandlerExceptionBecomesError) {
   auto path = socketPath("ex");
-  auto server = ControlServer::start(path, [](const nlohmann::json& req) {
+  auto server = ControlServer::start(path, [](const nlohmann::json& req, const ControlEmit&) {
     return nlohmann::json{{"value", req.at("missing")}};  // throws: no such key
   });
   ASSERT_TRUE(server.ok());
@@ -54,9 +58,11 @@ TEST(Control, NoDaemonIsAClearError) {
 
 TEST(Control, SecondServerOnTheSameSocketIsRefused) {
   auto path = socketPath("dup");
-  auto first = ControlServer::start(path, [](const nlohmann::json&) { return nlohmann::json{}; });
+  auto first =
+      ControlServer::start(path, [](const nlohmann::json&, const ControlEmit&) { return nlohmann::json{}; });
   ASSERT_TRUE(first.ok());
-  auto second = ControlServer::start(path, [](const nlohmann::json&) { return nlohmann::json{}; });
+  auto second =
+      ControlServer::start(path, [](const nlohmann::json&, const ControlEmit&) { return nlohmann::json{}; });
   ASSERT_FALSE(second.ok());
   EXPECT_NE(second.error().what.find("already serving"), std::string::npos);
 }
@@ -64,17 +70,62 @@ TEST(Control, SecondServerOnTheSameSocketIsRefused) {
 TEST(Control, StaleSocketFileIsReplaced) {
   auto path = socketPath("stale");
   {
-    auto s = ControlServer::start(path, [](const nlohmann::json&) { return nlohmann::json{}; });
+    auto s = ControlServer::start(path,
+                                  [](const nlohmann::json&, const ControlEmit&) { return nlohmann::json{}; });
   }
   // Simulate a crash that left the file behind.
   { std::ofstream(path.string()) << ""; }
-  auto server = ControlServer::start(path, [](const nlohmann::json&) {
+  auto server = ControlServer::start(path, [](const nlohmann::json&, const ControlEmit&) {
     return nlohmann::json{{"ok", true}};
   });
   ASSERT_TRUE(server.ok()) << server.error().message();
   auto reply = controlRequest(path, {{"cmd", "status"}}, 2s);
   ASSERT_TRUE(reply.ok());
   EXPECT_EQ(reply->at("ok"), true);
+}
+
+TEST(Control, EventsComeBeforeTheAnswer) {
+  auto path = socketPath("ev");
+  auto server = ControlServer::start(path, [](const nlohmann::json&, const ControlEmit& emit) {
+    for (int i = 0; i < 3; ++i) emit({{"event", "progress"}, {"n", i}});
+    return nlohmann::json{{"ok", true}, {"done", true}};
+  });
+  ASSERT_TRUE(server.ok());
+  std::vector<int> seen;
+  auto reply =
+      controlRequest(path, {{"cmd", "x"}}, 2s, [&](const nlohmann::json& e) { seen.push_back(e.at("n")); });
+  ASSERT_TRUE(reply.ok()) << reply.error().message();
+  EXPECT_EQ(reply->at("done"), true);
+  EXPECT_EQ(seen, (std::vector<int>{0, 1, 2}));
+}
+
+// A long request (a migration) must not block a short one (status).
+TEST(Control, ALongRequestDoesNotBlockAnother) {
+  auto path = socketPath("conc");
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  auto server = ControlServer::start(path, [&](const nlohmann::json& req, const ControlEmit&) {
+    if (req.at("cmd") == "slow") {
+      std::unique_lock lock(mu);
+      cv.wait_for(lock, 10s, [&] { return release; });
+    }
+    return nlohmann::json{{"ok", true}, {"cmd", req.at("cmd")}};
+  });
+  ASSERT_TRUE(server.ok());
+  std::thread slow([&] {
+    auto r = controlRequest(path, {{"cmd", "slow"}}, 15s);
+    EXPECT_TRUE(r.ok());
+  });
+  auto quick = controlRequest(path, {{"cmd", "status"}}, 5s);
+  ASSERT_TRUE(quick.ok()) << quick.error().message();
+  EXPECT_EQ(quick->at("cmd"), "status");
+  {
+    std::lock_guard lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  slow.join();
 }
 
 }  // namespace

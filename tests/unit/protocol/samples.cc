@@ -15,6 +15,22 @@ void setContainers(capnp::List<wire::ContainerRef>::Builder list) {
   list[1].setImageId("sha256:def");
 }
 
+// With the fields added later (bodies born after them use this one; older bodies keep
+// setContainers so their golden files still read like the samples).
+// (Each element is filled completely before the next, so the bytes are canonical.)
+void setContainersV2(capnp::List<wire::ContainerRef>::Builder list) {
+  list[0].setName("web");
+  list[0].setId("5f1c0ffee");
+  list[0].setImageId("sha256:abc");
+  list[0].setImageName("localhost/ferry-web:0dbd9670495e2845");
+  auto ports = list[0].initHostPorts(1);
+  ports.set(0, 80);
+  list[0].setArchiveBytes(21235200);
+  list[1].setName("db");
+  list[1].setId("7a2beef");
+  list[1].setImageId("sha256:def");
+}
+
 std::vector<Sample> makeSamples() {
   std::vector<Sample> s;
   s.push_back({"hello", [](wire::Message::Builder m) {
@@ -187,6 +203,55 @@ std::vector<Sample> makeSamples() {
                  r.setEpoch(5);
                  r.setReason("target restore failed");
                  setContainers(r.initContainers(2));
+               }});
+  s.push_back({"prepareReply", [](wire::Message::Builder m) {
+                 m.setEpoch(7);
+                 m.setSeq(16);
+                 auto r = m.getBody().initPrepareReply();
+                 r.setMigrationId("m-20261125-0001");
+                 r.setEpoch(5);
+                 r.setOk(false);
+                 auto problems = r.initProblems(1);
+                 problems[0].setWhat("host port 80 is in use on b");
+                 problems[0].setHint("stop what listens there");
+                 auto missing = r.initMissingImages(1);
+                 missing.set(0, "acb0adf96d4173808cb4aa74b8078971fe33bccb7d5b9aec6b97d2d222b124f7");
+                 r.setFreeBytes(5ull << 30);
+                 r.setReplicaConsistent(true);
+                 r.setHighestEpoch(4);
+               }});
+  s.push_back({"restored", [](wire::Message::Builder m) {
+                 m.setEpoch(7);
+                 m.setSeq(17);
+                 auto r = m.getBody().initRestored();
+                 r.setMigrationId("m-20261125-0001");
+                 r.setEpoch(5);
+                 setContainersV2(r.initContainers(2));
+                 r.setRestoreMs(1200);
+                 r.setHealthMs(40);
+                 r.setReplyDelayMs(41);
+                 r.setStatsJson(R"({"db":{"podman_ms":1546.9}})");
+               }});
+  s.push_back({"decision", [](wire::Message::Builder m) {
+                 m.setEpoch(7);
+                 m.setSeq(18);
+                 auto d = m.getBody().initDecision();
+                 d.setMigrationId("m-20261125-0001");
+                 d.setEpoch(5);
+                 d.setCommit(true);
+               }});
+  s.push_back({"outcomeQuery", [](wire::Message::Builder m) {
+                 m.setEpoch(7);
+                 m.setSeq(19);
+                 m.getBody().initOutcomeQuery().setMigrationId("m-20261125-0001");
+               }});
+  s.push_back({"outcome", [](wire::Message::Builder m) {
+                 m.setEpoch(7);
+                 m.setSeq(20);
+                 auto o = m.getBody().initOutcome();
+                 o.setMigrationId("m-20261125-0001");
+                 o.setEpoch(5);
+                 o.setState(wire::MigrationState::RESTORED);
                }});
   s.push_back({"resumeState", [](wire::Message::Builder m) {
                  auto r = m.getBody().initResumeState();

@@ -23,6 +23,19 @@ struct NodeConfig {
   std::chrono::milliseconds peer_timeout{4000};                   // peer declared dead after this silence
   std::chrono::milliseconds scan_interval{30000};                 // background size/mtime safety walk
   std::string log_level = "info";
+
+  // ---- migration (`ferry migrate`) ----
+  std::filesystem::path staging_dir;              // checkpoint archives in flight (0700); default state_dir/staging
+  std::string podman = "podman";                  // the podman program
+  std::string podman_args;                        // global podman flags, e.g. "--runtime runc --cgroup-manager cgroupfs"
+  std::string health_url;                         // the service answers here when it is up (empty: containers running)
+  std::chrono::milliseconds health_timeout{30000};  // restored service must answer within this
+  std::chrono::milliseconds prepare_timeout{30000};  // the peer's answer to a migration request
+  std::chrono::milliseconds presync_timeout{60000};  // the standby catches up before the freeze
+  std::chrono::milliseconds checkpoint_timeout{120000};  // one container's dump
+  std::chrono::milliseconds restore_timeout{120000};     // one container's restore
+  std::chrono::milliseconds commit_timeout{180000};  // source waits this long for the target's answer, then "in doubt"
+  std::string switch_driver = "none";                // traffic switch-over: none | proxy | haproxy | nginx | exec
 };
 
 // Parses the text of a config file. Unknown keys and malformed values are errors

@@ -13,6 +13,7 @@
 
 #include "ferry/base/error.h"
 #include "ferry/node/config.h"
+#include "ferry/node/control.h"
 
 namespace ferry::node {
 
@@ -26,8 +27,9 @@ class Node {
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
-  // Answers one control request ({"cmd": "status" | "flush" | "verify", ...}).
-  nlohmann::json handle(const nlohmann::json& request);
+  // Answers one control request ({"cmd": "status" | "flush" | "verify" | "migrate" |
+  // "migrations" | "migration" | "resolve", ...}); long ones stream events first.
+  nlohmann::json handle(const nlohmann::json& request, const ControlEmit& emit);
 
  private:
   struct Impl;
