@@ -344,9 +344,9 @@ struct DirectoryMirror::Impl {
   struct Task {
     std::string path;
     Local local;
-    bool partial = false;                                      // read only `blocks`
+    bool partial = false;                                         // read only `blocks`
     std::vector<std::pair<std::uint64_t, std::uint64_t>> blocks;  // [first, last) block indexes
-    bool tracked = false;                                      // watch() succeeded before the read
+    bool tracked = false;                                         // watch() succeeded before the read
   };
   struct Chunk {
     std::size_t task;
@@ -396,8 +396,8 @@ struct DirectoryMirror::Impl {
         t.tracked = true;
       } else if (!refusal_logged) {
         refusal_logged = true;
-        log::get("sync")->info("not tracking writes to {} ({}): re-read whole when it changes",
-                               p, w.error().message());
+        log::get("sync")->info("not tracking writes to {} ({}): re-read whole when it changes", p,
+                               w.error().message());
       }
     } else if (e && e->tracked) {
       t.tracked = true;  // tracked, but records were lost: one whole read
@@ -600,7 +600,8 @@ struct DirectoryMirror::Impl {
           }
           break;
         case FileKind::kRegular: {
-          if (ei != entries.end() && ei->second.tracked && (ei->second.ino != l.ino || ei->second.dev != l.dev))
+          if (ei != entries.end() && ei->second.tracked &&
+              (ei->second.ino != l.ino || ei->second.dev != l.dev))
             untrack(ei->second);  // replaced by another file
           bool tracked = ei != entries.end() && ei->second.tracked;
           bool content = ei == entries.end() || modified_now.count(p) || ei->second.size != l.size ||

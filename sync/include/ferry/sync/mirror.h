@@ -76,7 +76,7 @@ struct DeltaStats {
   std::uint64_t deletes = 0;
   std::uint64_t entries_checked = 0;
   std::uint64_t files_ranged = 0;  // tracked files re-read only where writes were recorded
-  bool walked = false;  // a size/mtime walk ran in this round
+  bool walked = false;             // a size/mtime walk ran in this round
   double seconds = 0;
 };
 
