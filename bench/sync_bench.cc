@@ -54,6 +54,8 @@ struct Config {
   bool freeze = true;
 };
 
+bool g_track_writes = true;  // --no-tracking: whole-file re-reads (the mirror without a write tracker)
+
 [[noreturn]] void die(const std::string& what) {
   std::fprintf(stderr, "ferry_sync_bench: %s\n", what.c_str());
   std::exit(1);
@@ -167,6 +169,7 @@ Engine makeEngine(const fs::path& src, const fs::path& dst, const fs::path& stat
   Engine e;
   MirrorOptions mo;
   mo.block_size = block;
+  mo.track_writes = g_track_writes;
   auto m = DirectoryMirror::open(src, mo);
   if (!m.ok()) die(m.error().message());
   e.mirror = std::move(*m);
@@ -426,19 +429,22 @@ int main(int argc, char** argv) {
       c.freeze = false;
     else if (a == "--freeze-only")
       c.initial = false;
+    else if (a == "--no-tracking")
+      g_track_writes = false;
     else {
       std::fprintf(
           stderr,
           "usage: ferry_sync_bench [--dir D] [--tree-mib 625] [--file-mib 1024] [--changes-mib 1,10,100]\n"
           "  [--patterns pages,extents,contiguous] [--block-kib 16] [--repeat 3] [--no-rsync] [--warm-only]\n"
-          "  [--initial-only|--freeze-only]\n");
+          "  [--initial-only|--freeze-only] [--no-tracking]\n");
       return 2;
     }
   }
   if (c.rsync && findInPath("rsync").empty())
     die("rsync not found — apt-get install -y rsync, or pass --no-rsync");
   fs::create_directories(c.dir);
-  std::printf("# ferry_sync_bench (in-process, no network), %d repeats, dir %s\n", c.repeat, c.dir.c_str());
+  std::printf("# ferry_sync_bench (in-process, no network), %d repeats, dir %s, write tracking %s\n", c.repeat,
+              c.dir.c_str(), g_track_writes ? "auto" : "off");
   if (c.initial) benchInitial(c);
   if (c.freeze) benchFreeze(c);
   return 0;

@@ -36,6 +36,8 @@ struct Local {
   std::uint64_t size = 0;
   std::int64_t mtime_ns = 0;
   std::uint64_t ino = 0;
+  std::uint64_t dev = 0;
+  std::uint64_t nlink = 1;
   std::string target;
 };
 
@@ -49,6 +51,8 @@ struct Entry {
   std::string target;
   std::vector<std::uint64_t> hashes;
   std::uint64_t ino = 0;
+  std::uint64_t dev = 0;
+  bool tracked = false;  // the write tracker records this file's writes (by dev/ino)
 };
 
 std::optional<Local> fromStat(const struct stat& st) {
@@ -61,6 +65,8 @@ std::optional<Local> fromStat(const struct stat& st) {
   l.size = l.kind == FileKind::kRegular ? static_cast<std::uint64_t>(st.st_size) : 0;
   l.mtime_ns = mtimeNs(st);
   l.ino = st.st_ino;
+  l.dev = st.st_dev;
+  l.nlink = st.st_nlink;
   return l;
 }
 
@@ -197,6 +203,47 @@ struct DirectoryMirror::Impl {
   bool needs_resume = false;
   bool knows_replica = false;  // false: assumes an empty replica unless resume() says otherwise
 
+  // ---- write tracking -----------------------------------------------------------------
+  std::shared_ptr<WriteTracker> tracker;
+  std::map<std::string, std::vector<DirtyRange>> pending_ranges;  // drained, not yet read
+  std::set<std::string> pending_whole;                            // re-read whole (lost)
+  bool refusal_logged = false;
+
+  // Moves what the tracker recorded to the paths it belongs to. Called right after the
+  // inotify drain and before anything is stat'ed or read in the round.
+  void drainTracker() {
+    if (!tracker) return;
+    TrackedChanges c = tracker->drain();
+    if (c.ranges.empty() && c.whole.empty() && c.untracked.empty() && !c.all_lost) return;
+    std::map<FileId, std::string> paths;
+    for (auto& [p, e] : entries)
+      if (e.tracked) paths[FileId{e.dev, e.ino}] = p;
+    for (auto& [id, rs] : c.ranges) {
+      auto it = paths.find(id);
+      if (it == paths.end()) continue;
+      auto& v = pending_ranges[it->second];
+      v.insert(v.end(), rs.begin(), rs.end());
+    }
+    for (auto& id : c.whole)
+      if (auto it = paths.find(id); it != paths.end()) pending_whole.insert(it->second);
+    for (auto& id : c.untracked) {
+      auto it = paths.find(id);
+      if (it == paths.end()) continue;
+      log::get("sync")->info("{}: mapped shared and writable; re-read whole from now on", it->second);
+      entries[it->second].tracked = false;
+      pending_whole.insert(it->second);
+    }
+    if (c.all_lost) {
+      log::get("sync")->warn("write tracker missed records: re-reading every tracked file once");
+      for (auto& [id, p] : paths) pending_whole.insert(p);
+    }
+    if (!pending_since) pending_since = Clock::now();
+  }
+  void untrack(Entry& e) {
+    if (e.tracked && tracker) tracker->unwatch(FileId{e.dev, e.ino});
+    e.tracked = false;
+  }
+
   // ---- local view -------------------------------------------------------------------
   std::optional<Local> statPath(const std::string& rel) {
     struct stat st {};
@@ -243,9 +290,15 @@ struct DirectoryMirror::Impl {
     return it != entries.end() && it->second.kind == FileKind::kDirectory;
   }
   void eraseSubtree(const std::string& p) {
-    entries.erase(p);
+    if (auto self = entries.find(p); self != entries.end()) {
+      untrack(self->second);
+      entries.erase(self);
+    }
     auto it = entries.lower_bound(p + "/");
-    while (it != entries.end() && isUnder(it->first, p)) it = entries.erase(it);
+    while (it != entries.end() && isUnder(it->first, p)) {
+      untrack(it->second);
+      it = entries.erase(it);
+    }
   }
   void moveSubtree(const std::string& from, const std::string& to) {
     std::vector<std::pair<std::string, Entry>> moved;
@@ -284,18 +337,73 @@ struct DirectoryMirror::Impl {
     e.mtime_ns = l.mtime_ns;
     e.target = l.target;
     e.ino = l.ino;
+    e.dev = l.dev;
   }
 
   // ---- one round ----------------------------------------------------------------------
   struct Task {
     std::string path;
     Local local;
+    bool partial = false;                                         // read only `blocks`
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> blocks;  // [first, last) block indexes
+    bool tracked = false;                                         // watch() succeeded before the read
   };
   struct Chunk {
     std::size_t task;
     std::uint64_t first, last;
     bool first_chunk;
   };
+
+  // A content task: whole file, or (tracked, nothing lost) only the blocks that overlap the
+  // recorded ranges plus, when the size changed, the blocks from the old end on. Starts
+  // tracking files that are not tracked yet, before they are read.
+  Task planTask(const std::string& p, const Local& l, Entry* e) {
+    Task t;
+    t.path = p;
+    t.local = l;
+    auto ranges = pending_ranges.find(p);
+    bool whole = pending_whole.erase(p) > 0;
+    std::vector<DirtyRange> rs;
+    if (ranges != pending_ranges.end()) {
+      rs = std::move(ranges->second);
+      pending_ranges.erase(ranges);
+    }
+    if (e && e->tracked && !whole && e->ino == l.ino && e->dev == l.dev) {
+      std::uint64_t bs = opt.block_size;
+      std::uint64_t n = blockCount(l.size, opt.block_size);
+      std::vector<std::pair<std::uint64_t, std::uint64_t>> b;
+      for (auto& r : rs) {
+        if (r.offset >= l.size) continue;
+        std::uint64_t end = r.length == kToEof || r.length > l.size - r.offset ? l.size : r.offset + r.length;
+        b.emplace_back(r.offset / bs, std::min(n, (end + bs - 1) / bs));
+      }
+      if (e->size != l.size) b.emplace_back(std::min(e->size, l.size) / bs, n);
+      std::sort(b.begin(), b.end());
+      for (auto& [lo, hi] : b) {
+        if (lo >= hi) continue;
+        if (!t.blocks.empty() && lo <= t.blocks.back().second)
+          t.blocks.back().second = std::max(t.blocks.back().second, hi);
+        else
+          t.blocks.emplace_back(lo, hi);
+      }
+      t.partial = true;
+      t.tracked = true;
+      return t;
+    }
+    if (tracker && l.nlink == 1 && !(e && e->tracked)) {
+      Status w = tracker->watch(root + "/" + p, FileId{l.dev, l.ino});
+      if (w.ok()) {
+        t.tracked = true;
+      } else if (!refusal_logged) {
+        refusal_logged = true;
+        log::get("sync")->info("not tracking writes to {} ({}): re-read whole when it changes", p,
+                               w.error().message());
+      }
+    } else if (e && e->tracked) {
+      t.tracked = true;  // tracked, but records were lost: one whole read
+    }
+    return t;
+  }
 
   Result<DeltaStats> round(DeltaSink& sink, bool final) {
     auto t0 = std::chrono::steady_clock::now();
@@ -304,6 +412,7 @@ struct DirectoryMirror::Impl {
       return makeError("cannot compute a delta: the last round was interrupted",
                        "resume the link (resumeRequest/resume) first");
     drainEvents();
+    drainTracker();  // after inotify: a write's record precedes its IN_MODIFY
     round_since = pending_since.value_or(Clock::now());
     pending_since.reset();
     bool walk = full_walk || watcher.degraded() || !opt.watch || (final && opt.walk_on_final);
@@ -491,12 +600,24 @@ struct DirectoryMirror::Impl {
           }
           break;
         case FileKind::kRegular: {
+          if (ei != entries.end() && ei->second.tracked &&
+              (ei->second.ino != l.ino || ei->second.dev != l.dev))
+            untrack(ei->second);  // replaced by another file
+          bool tracked = ei != entries.end() && ei->second.tracked;
           bool content = ei == entries.end() || modified_now.count(p) || ei->second.size != l.size ||
                          ei->second.mtime_ns != l.mtime_ns ||
                          (ei->second.ino != 0 && ei->second.ino != l.ino) || ei->second.ino == 0;
+          bool meta_only_mtime = false;
+          if (tracked) {
+            // The tracker is authoritative for content: re-read the recorded ranges, and the
+            // tail when the size changed; an mtime change alone is metadata.
+            content = pending_whole.count(p) || pending_ranges.count(p) || ei->second.size != l.size;
+            meta_only_mtime = !content && ei->second.mtime_ns != l.mtime_ns;
+          }
           if (content) {
-            tasks.push_back({p, l});
-          } else if (ei->second.mode != l.mode || ei->second.uid != l.uid || ei->second.gid != l.gid) {
+            tasks.push_back(planTask(p, l, ei == entries.end() ? nullptr : &ei->second));
+          } else if (meta_only_mtime || ei->second.mode != l.mode || ei->second.uid != l.uid ||
+                     ei->second.gid != l.gid) {
             structural.emplace_back(metaOf(p, l));
             touched.insert(p);
             setEntryMeta(ei->second, l);
@@ -521,6 +642,17 @@ struct DirectoryMirror::Impl {
     std::uint64_t per_batch_blocks = std::max<std::uint64_t>(1, opt.max_batch_bytes / opt.block_size);
     for (std::size_t t = 0; t < tasks.size(); ++t) {
       std::uint64_t n = blockCount(tasks[t].local.size, opt.block_size);
+      if (tasks[t].partial) {  // one chunk; it costs the blocks it reads
+        std::uint64_t cost = 0;
+        for (auto& [a, b] : tasks[t].blocks) cost += b - a;
+        if (in_batch > 0 && in_batch + cost > per_batch_blocks) {
+          batches.emplace_back();
+          in_batch = 0;
+        }
+        batches.back().push_back({t, 0, n, true});
+        in_batch += std::max<std::uint64_t>(cost, 1);
+        continue;
+      }
       std::uint64_t b = 0;
       bool first = true;
       do {
@@ -553,6 +685,7 @@ struct DirectoryMirror::Impl {
       for (auto& task : tasks) {
         dirty.insert(task.path);
         modified.insert(task.path);
+        pending_whole.insert(task.path);  // the ranges were taken out of pending_ranges
       }
       if (walk) full_walk = true;
       pending_since = round_since;
@@ -733,9 +866,19 @@ struct DirectoryMirror::Impl {
       e.hashes[v.index] = v.hash;
       return okStatus();
     };
+    e.tracked = task.tracked;
+    e.dev = l.dev;
     Status s = okStatus();
     std::uint64_t span = (c.last - c.first) * opt.block_size;
-    if (!fresh_file && opt.hash_threads > 1 && span >= kParallelHashMin) {
+    if (task.partial && !fresh_file) {
+      ++stats.files_ranged;
+      for (auto& [lo, hi] : task.blocks) {
+        std::uint64_t a = std::max(lo, c.first), b = std::min(hi, c.last);
+        if (a >= b) continue;
+        s = hashBlocks(fd, l.size, opt.block_size, a, b, sendBlock, &stats.bytes_read, &changed_under_us);
+        if (!s.ok()) break;
+      }
+    } else if (!fresh_file && opt.hash_threads > 1 && span >= kParallelHashMin) {
       // A file the replica already has: hash it with several threads (hashes only),
       // then re-read just the blocks that differ and send them.
       std::vector<std::uint64_t> changed;
@@ -756,6 +899,7 @@ struct DirectoryMirror::Impl {
       log::get("sync")->warn("{}: {} — will retry next round", abs, s.error().message());
       dirty.insert(p);
       modified.insert(p);
+      pending_whole.insert(p);
       return okStatus();
     }
     if (changed_under_us) {
@@ -788,6 +932,19 @@ Result<std::unique_ptr<DirectoryMirror>> DirectoryMirror::open(const std::filesy
   while (impl->root.size() > 1 && impl->root.back() == '/') impl->root.pop_back();
   impl->opt = options;
   if (options.watch) FERRY_TRY(impl->watcher.init());
+  // Tracking needs inotify too: it keeps naming new, renamed and deleted entries.
+  if (options.watch && options.write_tracker) {
+    impl->tracker = options.write_tracker;
+  } else if (options.watch && options.track_writes) {
+    auto t = openBpfWriteTracker();
+    if (t.ok()) {
+      impl->tracker = std::shared_ptr<WriteTracker>(std::move(t).value());
+      log::get("sync")->info("{}: write tracking on ({}): rounds re-read only written blocks", impl->root,
+                             impl->tracker->name());
+    } else {
+      log::get("sync")->warn("{}; re-reading whole changed files", t.error().message());
+    }
+  }
   return std::unique_ptr<DirectoryMirror>(new DirectoryMirror(std::move(impl)));
 }
 
@@ -938,6 +1095,9 @@ std::uint64_t DirectoryMirror::entries() const {
 }
 bool DirectoryMirror::needsResume() const {
   return impl_->needs_resume;
+}
+std::string DirectoryMirror::writeTracking() const {
+  return impl_->tracker ? impl_->tracker->name() : std::string();
 }
 
 }  // namespace ferry::sync

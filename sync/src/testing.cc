@@ -137,4 +137,25 @@ Status ThreadedLoopbackLink::flush(std::chrono::milliseconds timeout) {
   return okStatus();
 }
 
+Status FakeWriteTracker::watch(const std::string& path, FileId id) {
+  if (!refuse_.empty() && path.find(refuse_) != std::string::npos)
+    return makeError(path + ": refused (test)");
+  watched_.insert(id);
+  return okStatus();
+}
+
+void FakeWriteTracker::record(FileId id, DirtyRange r) {
+  if (watched_.contains(id)) next_.ranges[id].push_back(r);
+}
+
+void FakeWriteTracker::map(FileId id) {
+  if (watched_.erase(id) > 0) next_.untracked.insert(id);
+}
+
+TrackedChanges FakeWriteTracker::drain() {
+  TrackedChanges out = std::move(next_);
+  next_ = TrackedChanges{};
+  return out;
+}
+
 }  // namespace ferry::sync

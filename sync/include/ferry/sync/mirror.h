@@ -33,6 +33,7 @@
 
 #include "ferry/base/error.h"
 #include "ferry/sync/messages.h"
+#include "ferry/sync/write_tracker.h"
 
 namespace ferry::sync {
 
@@ -54,6 +55,12 @@ struct MirrorOptions {
   bool watch = true;                                     // inotify; false: walks only
   bool walk_on_final = true;                             // size/mtime walk inside finalDelta()
   std::uint32_t hash_threads = 2;                        // re-hash big known files in parallel
+  // Block-granular write tracking (sync/README.md, "Write tracking"): with inotify on, a
+  // round re-reads only the recorded ranges of tracked files. `write_tracker` set: use it
+  // (tests pass a FakeWriteTracker); unset and track_writes: try the eBPF tracker, and if
+  // it cannot load, say once why and re-read whole files as before.
+  bool track_writes = true;
+  std::shared_ptr<WriteTracker> write_tracker;
 };
 
 struct DeltaStats {
@@ -68,7 +75,8 @@ struct DeltaStats {
   std::uint64_t renames = 0;
   std::uint64_t deletes = 0;
   std::uint64_t entries_checked = 0;
-  bool walked = false;  // a size/mtime walk ran in this round
+  std::uint64_t files_ranged = 0;  // tracked files re-read only where writes were recorded
+  bool walked = false;             // a size/mtime walk ran in this round
   double seconds = 0;
 };
 
@@ -119,6 +127,8 @@ class DirectoryMirror {
   [[nodiscard]] std::uint64_t lastAckedSeq() const;
   [[nodiscard]] std::uint64_t entries() const;
   [[nodiscard]] bool needsResume() const;
+  // "ebpf", "fake"..., or empty when whole files are re-read.
+  [[nodiscard]] std::string writeTracking() const;
 
  private:
   struct Impl;

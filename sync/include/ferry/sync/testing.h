@@ -15,6 +15,7 @@
 
 #include "ferry/sync/mirror.h"
 #include "ferry/sync/replica.h"
+#include "ferry/sync/write_tracker.h"
 
 namespace ferry::sync {
 
@@ -96,6 +97,27 @@ class ThreadedLoopbackLink : public DeltaSink {
   std::vector<std::pair<std::uint64_t, std::uint64_t>> acks_;
   std::uint64_t wire_bytes_ = 0;
   std::thread thread_;
+};
+
+// A WriteTracker the test feeds by hand: record() what a write changed, lose() records,
+// map() a file. refuse() makes watch() fail for paths containing a string.
+class FakeWriteTracker : public WriteTracker {
+ public:
+  Status watch(const std::string& path, FileId id) override;
+  void unwatch(FileId id) override { watched_.erase(id); }
+  TrackedChanges drain() override;
+  [[nodiscard]] std::string name() const override { return "fake"; }
+  void record(FileId id, DirtyRange r);
+  void lose(FileId id) { next_.whole.insert(id); }
+  void map(FileId id);
+  void loseAll() { next_.all_lost = true; }
+  void refuse(std::string substring) { refuse_ = std::move(substring); }
+  [[nodiscard]] bool watching(FileId id) const { return watched_.contains(id); }
+
+ private:
+  std::set<FileId> watched_;
+  TrackedChanges next_;
+  std::string refuse_;
 };
 
 }  // namespace ferry::sync

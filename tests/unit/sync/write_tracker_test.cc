@@ -1,0 +1,286 @@
+// Write tracking: the mirror with a FakeWriteTracker (table-driven: what is re-read for
+// what was recorded), and the eBPF tracker on this kernel (skipped when it cannot load).
+#include <fcntl.h>
+#include <linux/aio_abi.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "sync_test_util.h"
+
+namespace ferry::sync {
+namespace {
+
+using namespace testutil;
+namespace fs = std::filesystem;
+
+constexpr std::uint64_t kBlock = kDefaultBlockSize;
+constexpr std::uint64_t kFileBlocks = 64;
+
+FileId idOf(const fs::path& p) {
+  struct stat st {};
+  EXPECT_EQ(::lstat(p.c_str(), &st), 0);
+  return FileId{st.st_dev, st.st_ino};
+}
+
+struct Case {
+  const char* name;
+  // Changes the file and tells the fake (or not) what changed.
+  std::function<void(const fs::path& file, FakeWriteTracker& fake)> change;
+  std::uint64_t max_read_blocks;  // bytes_read bound of the round, in blocks
+  bool identical;                 // the replica must be identical afterwards
+};
+
+const Case kCases[] = {
+    {"RecordedPage",
+     [](const fs::path& f, FakeWriteTracker& t) {
+       writeAt(f, 10 * kBlock, randomBytes(kBlock, 7));
+       t.record(idOf(f), {10 * kBlock, kBlock});
+     },
+     1, true},
+    {"UnalignedRangeSpansTwoBlocks",
+     [](const fs::path& f, FakeWriteTracker& t) {
+       writeAt(f, 3 * kBlock + 100, randomBytes(kBlock, 8));
+       t.record(idOf(f), {3 * kBlock + 100, kBlock});
+     },
+     2, true},
+    {"ScatteredPages",
+     [](const fs::path& f, FakeWriteTracker& t) {
+       for (std::uint64_t b : {1ull, 17ull, 40ull, 63ull}) {
+         writeAt(f, b * kBlock, randomBytes(kBlock, b));
+         t.record(idOf(f), {b * kBlock, kBlock});
+       }
+     },
+     4, true},
+    {"GrownFileReadsTheTail",
+     [](const fs::path& f, FakeWriteTracker& t) {
+       writeAt(f, kFileBlocks * kBlock, randomBytes(2 * kBlock, 9));
+       t.record(idOf(f), {kFileBlocks * kBlock, 2 * kBlock});
+     },
+     3, true},
+    {"ShrunkFile",
+     [](const fs::path& f, FakeWriteTracker& t) {
+       ASSERT_EQ(::truncate(f.c_str(), 10 * kBlock + 5), 0);
+       t.record(idOf(f), {10 * kBlock + 5, kToEof});
+     },
+     1, true},
+    {"LostRecordsReadWhole",
+     [](const fs::path& f, FakeWriteTracker& t) {
+       writeAt(f, 5 * kBlock, randomBytes(kBlock, 10));
+       t.lose(idOf(f));
+     },
+     kFileBlocks, true},
+    {"AllLostReadsWhole",
+     [](const fs::path& f, FakeWriteTracker& t) {
+       writeAt(f, 5 * kBlock, randomBytes(kBlock, 11));
+       t.loseAll();
+     },
+     kFileBlocks, true},
+    {"MappedFileFallsBack",
+     [](const fs::path& f, FakeWriteTracker& t) {
+       writeAt(f, 6 * kBlock, randomBytes(kBlock, 12));
+       t.map(idOf(f));
+     },
+     kFileBlocks, true},
+    // The tracker is authoritative for tracked files: a write it did not report is not
+    // read (this is why it must see every write; the eBPF test below checks that it does).
+    {"UnrecordedWriteIsNotRead",
+     [](const fs::path& f, FakeWriteTracker&) { writeAt(f, 7 * kBlock, randomBytes(kBlock, 13)); }, 0, false},
+};
+
+class SyncWriteTracking : public ::testing::TestWithParam<Case> {};
+
+TEST_P(SyncWriteTracking, ReadsWhatWasRecorded) {
+  const Case& c = GetParam();
+  TempTrees t;
+  fs::path f = t.src() / "ibdata1";
+  writeFile(f, randomBytes(kFileBlocks * kBlock, 1));
+  auto fake = std::make_shared<FakeWriteTracker>();
+  MirrorOptions mo;
+  mo.write_tracker = fake;
+  Pair pair(t, mo);
+  auto first = pair.mirror->computeDelta(*pair.link);
+  ASSERT_TRUE(first.ok()) << first.error().message();
+  ASSERT_TRUE(fake->watching(idOf(f)));
+  c.change(f, *fake);
+  auto r = pair.mirror->finalDelta(*pair.link);
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  EXPECT_LE(r.value().bytes_read, c.max_read_blocks * kBlock) << c.name;
+  std::string diff = differences(t.src(), t.dst());
+  if (c.identical)
+    EXPECT_EQ(diff, "") << c.name;
+  else
+    EXPECT_NE(diff, "") << c.name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Sync, SyncWriteTracking, ::testing::ValuesIn(kCases),
+                         [](const ::testing::TestParamInfo<Case>& p) { return std::string(p.param.name); });
+
+TEST(SyncWriteTrackingFallback, RefusedFileIsReadWhole) {
+  TempTrees t;
+  fs::path f = t.src() / "untracked.ibd";
+  writeFile(f, randomBytes(16 * kBlock, 2));
+  auto fake = std::make_shared<FakeWriteTracker>();
+  fake->refuse("untracked");
+  MirrorOptions mo;
+  mo.write_tracker = fake;
+  Pair pair(t, mo);
+  ASSERT_TRUE(pair.mirror->computeDelta(*pair.link).ok());
+  EXPECT_FALSE(fake->watching(idOf(f)));
+  writeAt(f, 2 * kBlock, randomBytes(kBlock, 3));
+  auto r = pair.mirror->finalDelta(*pair.link);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r.value().bytes_read, 16 * kBlock);
+  EXPECT_EQ(differences(t.src(), t.dst()), "");
+}
+
+// ---- the eBPF tracker on this kernel ------------------------------------------------------
+
+std::unique_ptr<WriteTracker> bpfOrSkip(std::string* why) {
+  auto t = openBpfWriteTracker();
+  if (!t.ok()) {
+    *why = t.error().message();
+    return nullptr;
+  }
+  return std::move(t).value();
+}
+
+std::vector<DirtyRange> rangesOf(WriteTracker& t, FileId id) {
+  TrackedChanges c = t.drain();
+  EXPECT_FALSE(c.all_lost);
+  EXPECT_TRUE(c.whole.empty());
+  auto it = c.ranges.find(id);
+  return it == c.ranges.end() ? std::vector<DirtyRange>{} : it->second;
+}
+
+bool covers(const std::vector<DirtyRange>& rs, std::uint64_t off, std::uint64_t len) {
+  for (auto& r : rs)
+    if (r.offset <= off && (r.length == kToEof || r.offset + r.length >= off + len)) return true;
+  return false;
+}
+
+struct alignas(4096) Page {
+  char bytes[kBlock];
+};
+
+TEST(SyncBpfWriteTracker, SeesEveryWritePath) {
+  std::string why;
+  auto tracker = bpfOrSkip(&why);
+  if (!tracker) GTEST_SKIP() << "eBPF write tracking not available here: " << why;
+  TempTrees t;
+  fs::create_directories(t.src());
+  fs::path f = t.src() / "data.ibd";
+  writeFile(f, randomBytes(64 * kBlock, 4));
+  FileId id = idOf(f);
+  ASSERT_TRUE(tracker->watch(f.string(), id).ok());
+  auto page = std::make_unique<Page>();
+  std::memset(page->bytes, 'p', sizeof page->bytes);
+  int fd = ::open(f.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+
+  ASSERT_EQ(::pwrite(fd, page->bytes, kBlock, 3 * kBlock), static_cast<ssize_t>(kBlock));
+  EXPECT_TRUE(covers(rangesOf(*tracker, id), 3 * kBlock, kBlock)) << "pwrite";
+
+  ASSERT_EQ(::lseek(fd, 5 * kBlock, SEEK_SET), static_cast<off_t>(5 * kBlock));
+  ASSERT_EQ(::write(fd, page->bytes, 100), 100);
+  EXPECT_TRUE(covers(rangesOf(*tracker, id), 5 * kBlock, 100)) << "buffered write";
+
+  iovec iov[2] = {{page->bytes, 4096}, {page->bytes, 8192}};
+  ASSERT_EQ(::pwritev(fd, iov, 2, 7 * kBlock), 12288);
+  auto rs = rangesOf(*tracker, id);
+  EXPECT_TRUE(covers(rs, 7 * kBlock, 4096) && covers(rs, 7 * kBlock + 4096, 8192)) << "pwritev";
+
+  int dfd = ::open(f.c_str(), O_RDWR | O_DIRECT);
+  ASSERT_GE(dfd, 0);
+  ASSERT_EQ(::pwrite(dfd, page->bytes, kBlock, 9 * kBlock), static_cast<ssize_t>(kBlock));
+  EXPECT_TRUE(covers(rangesOf(*tracker, id), 9 * kBlock, kBlock)) << "O_DIRECT pwrite";
+  ASSERT_EQ(::pread(dfd, page->bytes, kBlock, 20 * kBlock), static_cast<ssize_t>(kBlock));
+  EXPECT_TRUE(rangesOf(*tracker, id).empty()) << "an O_DIRECT read is not a write";
+
+  // libaio's io_submit, O_DIRECT (InnoDB's path): the range arrives with the completion.
+  aio_context_t ctx = 0;
+  ASSERT_EQ(::syscall(SYS_io_setup, 4, &ctx), 0);
+  iocb cb{};
+  cb.aio_fildes = static_cast<std::uint32_t>(dfd);
+  cb.aio_lio_opcode = IOCB_CMD_PWRITE;
+  cb.aio_buf = reinterpret_cast<std::uintptr_t>(page->bytes);
+  cb.aio_nbytes = kBlock;
+  cb.aio_offset = 11 * kBlock;
+  iocb* cbs[1] = {&cb};
+  ASSERT_EQ(::syscall(SYS_io_submit, ctx, 1, cbs), 1);
+  io_event ev{};
+  timespec ts{5, 0};
+  ASSERT_EQ(::syscall(SYS_io_getevents, ctx, 1, 1, &ev, &ts), 1);
+  EXPECT_EQ(ev.res, static_cast<std::int64_t>(kBlock));
+  EXPECT_TRUE(covers(rangesOf(*tracker, id), 11 * kBlock, kBlock)) << "libaio O_DIRECT";
+  ::syscall(SYS_io_destroy, ctx);
+
+  ASSERT_EQ(::ftruncate(fd, 30 * kBlock), 0);
+  EXPECT_TRUE(covers(rangesOf(*tracker, id), 30 * kBlock, kBlock)) << "ftruncate";
+
+  ASSERT_EQ(::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 2 * kBlock, kBlock), 0);
+  EXPECT_TRUE(covers(rangesOf(*tracker, id), 2 * kBlock, kBlock)) << "punch hole";
+
+  // Another file, not watched: nothing.
+  fs::path other = t.src() / "other";
+  writeFile(other, randomBytes(kBlock, 5));
+  EXPECT_TRUE(tracker->drain().ranges.empty() || !tracker->drain().ranges.contains(idOf(other)));
+
+  // A shared writable mapping makes the file untrackable.
+  void* m = ::mmap(nullptr, kBlock, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ASSERT_NE(m, MAP_FAILED);
+  EXPECT_TRUE(tracker->drain().untracked.contains(id)) << "mmap(MAP_SHARED, PROT_WRITE)";
+  ::munmap(m, kBlock);
+  ::close(dfd);
+  ::close(fd);
+}
+
+// The race the design relies on: a write whose record was drained is already in place, so
+// reading after the drain returns it. Many rounds against a concurrent writer: after the
+// writer stops and a last round runs, the replica must be identical.
+TEST(SyncBpfWriteTracker, MirrorStaysExactUnderConcurrentWrites) {
+  std::string why;
+  if (!bpfOrSkip(&why)) GTEST_SKIP() << "eBPF write tracking not available here: " << why;
+  TempTrees t;
+  fs::create_directories(t.src());
+  fs::path f = t.src() / "hot.ibd";
+  writeFile(f, randomBytes(256 * kBlock, 6));
+  Pair pair(t);
+  ASSERT_EQ(pair.mirror->writeTracking(), "ebpf");
+  ASSERT_TRUE(pair.mirror->computeDelta(*pair.link).ok());
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    int fd = ::open(f.c_str(), O_RDWR | O_DIRECT);
+    auto page = std::make_unique<Page>();
+    std::uint64_t seed = 1;
+    while (!stop.load()) {
+      seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+      std::memset(page->bytes, static_cast<int>(seed >> 56), sizeof page->bytes);
+      ::pwrite(fd, page->bytes, kBlock, static_cast<off_t>(((seed >> 20) % 256) * kBlock));
+    }
+    ::close(fd);
+  });
+  for (int i = 0; i < 30; ++i) {
+    auto r = pair.mirror->computeDelta(*pair.link);
+    ASSERT_TRUE(r.ok()) << r.error().message();
+  }
+  stop = true;
+  writer.join();
+  auto r = pair.mirror->finalDelta(*pair.link);
+  ASSERT_TRUE(r.ok());
+  EXPECT_LT(r.value().bytes_read, 256 * kBlock) << "the final round read only ranges";
+  EXPECT_EQ(differences(t.src(), t.dst()), "");
+}
+
+}  // namespace
+}  // namespace ferry::sync
