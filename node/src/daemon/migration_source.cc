@@ -757,6 +757,7 @@ class Source {
 
   json learnOutcome() {
     // After a restart in "committing": only the target knows. Ask until it answers.
+    if (env_.peerConnected()) sendOutcomeQuery();
     return awaitTarget(Clock::now() + d_.settings.commit_timeout);
   }
 

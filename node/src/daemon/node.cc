@@ -16,6 +16,7 @@
 
 #include <capnp/message.h>
 
+#include "coordinator.h"
 #include "ferry/base/files.h"
 #include "ferry/base/log.h"
 #include "ferry/bench/http.h"
@@ -59,54 +60,6 @@ std::string replicaStateName(int s) {
       return "mirroring";
     default:
       return "in-sync";
-  }
-}
-
-bool isMigrationBody(W which) {
-  switch (which) {
-    case W::PREPARE:
-    case W::PREPARE_REPLY:
-    case W::CHECKPOINT_CHUNK:
-    case W::COMMIT:
-    case W::COMMITTED:
-    case W::ABORT:
-    case W::ROLLED_BACK:
-    case W::RESTORED:
-    case W::DECISION:
-    case W::OUTCOME_QUERY:
-    case W::OUTCOME:
-      return true;
-    default:
-      return false;
-  }
-}
-
-std::string migrationIdOf(wire::Message::Body::Reader b) {
-  switch (b.which()) {
-    case W::PREPARE:
-      return b.getPrepare().getMigrationId().cStr();
-    case W::PREPARE_REPLY:
-      return b.getPrepareReply().getMigrationId().cStr();
-    case W::CHECKPOINT_CHUNK:
-      return b.getCheckpointChunk().getMigrationId().cStr();
-    case W::COMMIT:
-      return b.getCommit().getMigrationId().cStr();
-    case W::COMMITTED:
-      return b.getCommitted().getMigrationId().cStr();
-    case W::ABORT:
-      return b.getAbort().getMigrationId().cStr();
-    case W::ROLLED_BACK:
-      return b.getRolledBack().getMigrationId().cStr();
-    case W::RESTORED:
-      return b.getRestored().getMigrationId().cStr();
-    case W::DECISION:
-      return b.getDecision().getMigrationId().cStr();
-    case W::OUTCOME_QUERY:
-      return b.getOutcomeQuery().getMigrationId().cStr();
-    case W::OUTCOME:
-      return b.getOutcome().getMigrationId().cStr();
-    default:
-      return {};
   }
 }
 
@@ -216,17 +169,8 @@ struct Node::Impl final : public MigrationEnv {
   Status role_result;
   ReplicaView replica_view;
 
-  // ---- the migration slot (guarded by mig_mu) ------------------------------------
-  struct Running {
-    std::string id;
-    std::string side;
-    std::shared_ptr<MigrationInbox> inbox = std::make_shared<MigrationInbox>();
-    std::shared_ptr<MigrationProgress> progress = std::make_shared<MigrationProgress>();
-    std::thread thread;
-    std::atomic<bool> done{false};
-  };
-  std::mutex mig_mu;
-  std::shared_ptr<Running> current;
+  // ---- migrations -------------------------------------------------------------------
+  std::unique_ptr<MigrationCoordinator> coordinator;
 
   [[nodiscard]] bool active() const { return is_active.load(); }
 
@@ -416,8 +360,9 @@ struct Node::Impl final : public MigrationEnv {
       if (received) {
         auto which = received->message().getBody().which();
         if (isMigrationBody(which)) {
-          Status s = protocol::readGuarded("routing " + protocol::bodyName(which),
-                                           [&]() -> Status { return routeMigration(std::move(*received)); });
+          Status s = protocol::readGuarded("routing " + protocol::bodyName(which), [&]() -> Status {
+            return coordinator->route(std::move(*received));
+          });
           if (!s) logger->warn("peer {}: {}", stats.peerNodeId, s.error().message());
         } else {
           Status s = protocol::readGuarded("handling " + protocol::bodyName(which),
@@ -430,7 +375,7 @@ struct Node::Impl final : public MigrationEnv {
       }
       if (active()) activeTick(stats);
       publish(stats);
-      reapMigration();
+      coordinator->reap();
     }
   }
 
@@ -635,122 +580,7 @@ struct Node::Impl final : public MigrationEnv {
     }
   }
 
-  // ---- migrations ------------------------------------------------------------------
-  // Messages of a migration go to its thread; a Prepare with no migration running
-  // starts the target side; questions about finished ones are answered from the journal.
-  Status routeMigration(protocol::Received received) {
-    auto body = received.message().getBody();
-    auto which = body.which();
-    auto id = migrationIdOf(body);
-    std::shared_ptr<Running> run;
-    {
-      std::lock_guard lock(mig_mu);
-      if (current && !current->done.load() && current->id == id) run = current;
-    }
-    if (run) {
-      if (!run->inbox->push(std::move(received), kInboxPushTimeout))
-        return makeError("migration " + id + " is not taking its messages: " + protocol::bodyName(which) +
-                         " dropped");
-      return okStatus();
-    }
-    if (which == W::PREPARE) {
-      std::lock_guard lock(mig_mu);
-      if (current && !current->done.load()) {
-        // One migration at a time: refuse the other politely.
-        auto epoch = body.getPrepare().getEpoch();
-        return sendWith([&](wire::Message::Builder m) {
-          auto r = m.getBody().initPrepareReply();
-          r.setMigrationId(id);
-          r.setEpoch(epoch == 0 ? 1 : epoch);
-          r.setOk(false);
-          auto p = r.initProblems(1);
-          p[0].setWhat("migration " + current->id + " is still in progress on " + config.name);
-          p[0].setHint("wait for it ('ferry migrations list')");
-          r.setHighestEpoch(node_epoch.load());
-        });
-      }
-      auto r = startMigrationLocked(id, "target", [this](MigrationInbox& inbox, MigrationProgress&) {
-        return runTargetMigration(deps(), inbox);
-      });
-      if (!r) return r.error();
-      (void)(*r)->inbox->push(std::move(received), kInboxPushTimeout);
-      return okStatus();
-    }
-    // Nobody runs it: answer from the journal.
-    auto state = outcomeFor(*journal, id);
-    switch (which) {
-      case W::OUTCOME_QUERY:
-        return sendWith([&](wire::Message::Builder m) {
-          auto o = m.getBody().initOutcome();
-          o.setMigrationId(id);
-          o.setEpoch(std::max<std::uint64_t>(1, node_epoch.load()));
-          o.setState(state);
-        });
-      case W::DECISION:
-      case W::ABORT:
-        if (state == wire::MigrationState::COMMITTED) {
-          return sendWith([&](wire::Message::Builder m) {
-            auto c = m.getBody().initCommitted();
-            c.setMigrationId(id);
-            c.setEpoch(std::max<std::uint64_t>(1, node_epoch.load()));
-          });
-        }
-        if (state == wire::MigrationState::ROLLED_BACK || state == wire::MigrationState::UNKNOWN) {
-          return sendWith([&](wire::Message::Builder m) {
-            auto r = m.getBody().initRolledBack();
-            r.setMigrationId(id);
-            r.setEpoch(std::max<std::uint64_t>(1, node_epoch.load()));
-            r.setReason(state == wire::MigrationState::UNKNOWN ? "no record of this migration here"
-                                                               : "rolled back");
-          });
-        }
-        return okStatus();
-      default:
-        logger->debug("migration {}: {} arrived after it ended; dropped", id, protocol::bodyName(which));
-        return okStatus();
-    }
-  }
-
-  // Starts a migration thread (mig_mu held). `body` runs on it.
-  Result<std::shared_ptr<Running>> startMigrationLocked(
-      const std::string& id, const std::string& side,
-      std::function<json(MigrationInbox&, MigrationProgress&)> body) {
-    if (current && !current->done.load())
-      return makeError("migration " + current->id + " (" + current->side + ") is still in progress",
-                       "wait for it: 'ferry migrations list'");
-    if (current && current->thread.joinable()) current->thread.join();
-    auto run = std::make_shared<Running>();
-    run->id = id;
-    run->side = side;
-    run->thread = std::thread([this, run, body = std::move(body)] {
-      json result;
-      try {
-        result = body(*run->inbox, *run->progress);
-      } catch (const std::exception& e) {
-        logger->error("migration {}: {}", run->id, e.what());
-        result = {{"result", "in_doubt"}, {"reason", std::string("internal error: ") + e.what()}};
-        run->progress->emit(
-            {{"event", "result"}, {"final", true}, {"result", "in_doubt"}, {"reason", e.what()}});
-      }
-      if (!run->progress->finished()) {
-        json final_event = result;
-        final_event["event"] = "result";
-        final_event["final"] = true;
-        run->progress->emit(final_event);
-      }
-      logger->info("migration {} ({}): {}", run->id, run->side, result.value("result", std::string("?")));
-      run->inbox->close();
-      run->done = true;
-    });
-    current = run;
-    return run;
-  }
-
-  void reapMigration() {
-    std::lock_guard lock(mig_mu);
-    if (current && current->done.load() && current->thread.joinable()) current->thread.join();
-  }
-
+  // ---- migrations (control threads) --------------------------------------------------
   json migrate(const json& request, const ControlEmit& emit) {
     MigrateRequest req;
     req.to = request.value("to", std::string());
@@ -759,25 +589,9 @@ struct Node::Impl final : public MigrationEnv {
     if (request.contains("containers") && request["containers"].is_array())
       for (const auto& c : request["containers"])
         if (c.is_string()) req.containers.push_back(c.get<std::string>());
-    if (req.id.empty()) {
-      std::time_t t = std::time(nullptr);
-      std::tm tm{};
-      gmtime_r(&t, &tm);
-      char buf[32];
-      std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
-      req.id = std::string("m-") + buf + "-" + config.name;
-    }
-    std::shared_ptr<Running> run;
-    {
-      std::lock_guard lock(mig_mu);
-      auto r = startMigrationLocked(req.id, "source",
-                                    [this, req](MigrationInbox& inbox, MigrationProgress& progress) {
-                                      return runSourceMigration(req, deps(), inbox, progress);
-                                    });
-      if (!r) return {{"ok", false}, {"error", r.error().message()}};
-      run = *r;
-    }
-    return follow(*run->progress, emit);
+    auto progress = coordinator->startSource(req);
+    if (!progress) return {{"ok", false}, {"error", progress.error().message()}};
+    return follow(**progress, emit);
   }
 
   // Streams a migration's events to the client until its result; the result is the answer.
@@ -824,8 +638,8 @@ struct Node::Impl final : public MigrationEnv {
     if (!r->has_value())
       return {{"ok", false}, {"error", "no migration '" + id + "' in this node's journal"}};
     json j = toJson(**r);
-    std::lock_guard lock(mig_mu);
-    j["running"] = current && current->id == id && !current->done.load();
+    auto running = coordinator->running();
+    j["running"] = running.has_value() && running->first == id;
     j["ok"] = true;
     return j;
   }
@@ -835,65 +649,19 @@ struct Node::Impl final : public MigrationEnv {
     if (!r) return {{"ok", false}, {"error", r.error().message()}};
     if (!r->has_value())
       return {{"ok", false}, {"error", "no migration '" + id + "' in this node's journal"}};
-    auto record = **r;
+    const auto& record = **r;
     if (isTerminal(record.phase))
       return {{"ok", true}, {"id", id}, {"state", phaseName(record.phase)}, {"note", "already settled"}};
     if (!outcome.empty() && outcome != "committed" && outcome != "rolled-back")
       return {{"ok", false}, {"error", "--outcome must be committed or rolled-back"}};
-    std::shared_ptr<Running> run;
-    {
-      std::lock_guard lock(mig_mu);
-      if (current && !current->done.load() && current->id == id) {
-        if (outcome.empty())
-          return {{"ok", false},
-                  {"error", "migration " + id + " is still being worked on (" + current->side +
-                                " side); it asks its peer on its own"},
-                  {"hint", "if the peer is gone for good, pass --outcome committed|rolled-back"}};
-        // Tell the running thread: an operator decision arrives as a message.
-        return {{"ok", false},
-                {"error", "migration " + id +
-                              " is waiting for its peer; stop this node and resolve it then, or "
-                              "bring the peer back"}};
-      }
-      auto started = startMigrationLocked(
-          id, record.side,
-          [this, record, outcome](MigrationInbox& inbox, MigrationProgress& progress) -> json {
-            if (record.side == "source") {
-              return outcome.empty() ? recoverSourceMigration(record, deps(), inbox, progress)
-                                     : resolveSourceMigration(record, outcome, deps(), inbox, progress);
-            }
-            return outcome.empty() ? recoverTargetMigration(record, deps(), inbox)
-                                   : resolveTargetMigration(record, outcome, deps(), inbox);
-          });
-      if (!started) return {{"ok", false}, {"error", started.error().message()}};
-      run = *started;
-    }
-    auto answer = follow(*run->progress, emit);
+    auto progress = coordinator->startSettle(record, outcome);
+    if (!progress) return {{"ok", false}, {"error", progress.error().message()}};
+    auto answer = follow(**progress, emit);
     auto after = journal->get(id);
+    bool settled = after && after->has_value() && isTerminal((*after)->phase);
     if (after && after->has_value()) answer["state"] = phaseName((*after)->phase);
-    answer["ok"] = after && after->has_value() && isTerminal((*after)->phase);
+    answer["ok"] = settled;
     return answer;
-  }
-
-  // After a restart: finish or roll back what the journal says was under way.
-  void recoverAtStart() {
-    auto list = journal->unfinished();
-    if (!list) {
-      logger->error("journal: {}", list.error().message());
-      return;
-    }
-    for (const auto& record : *list) {
-      logger->warn("journal: migration {} ({} side) was {} when this node stopped; settling it", record.id,
-                   record.side, phaseName(record.phase));
-      std::lock_guard lock(mig_mu);
-      auto r = startMigrationLocked(
-          record.id, record.side, [this, record](MigrationInbox& inbox, MigrationProgress& progress) -> json {
-            if (record.side == "source") return recoverSourceMigration(record, deps(), inbox, progress);
-            return recoverTargetMigration(record, deps(), inbox);
-          });
-      if (!r) logger->error("cannot recover {}: {}", record.id, r.error().message());
-      break;  // one at a time; the next start settles the rest
-    }
   }
 
   Status handle(wire::Message::Reader m) {
@@ -1092,10 +860,8 @@ struct Node::Impl final : public MigrationEnv {
       state = !initial_done ? 0 : (caught_up ? 2 : 1);
     }
     json migration = json();
-    {
-      std::lock_guard lock(mig_mu);
-      if (current && !current->done.load()) migration = {{"id", current->id}, {"side", current->side}};
-    }
+    if (auto running = coordinator->running(); running)
+      migration = {{"id", running->first}, {"side", running->second}};
     std::lock_guard lock(mu);
     rate_samples.emplace_back(now, sync_bytes);
     while (rate_samples.size() > 2 && now - rate_samples.front().first > std::chrono::seconds(5)) {
@@ -1299,6 +1065,7 @@ Result<std::unique_ptr<Node>> Node::start(NodeConfig config) {
   if (!link) return link.error();
   impl->link = std::move(*link);
 
+  impl->coordinator = std::make_unique<MigrationCoordinator>([i = impl.get()] { return i->deps(); });
   auto node = std::unique_ptr<Node>(new Node(std::move(impl)));
   auto* raw = node.get();
   auto control = ControlServer::start(
@@ -1312,7 +1079,7 @@ Result<std::unique_ptr<Node>> Node::start(NodeConfig config) {
                             node->impl_->config.data_dir.string(),
                             node->impl_->config.peer.empty() ? "listening on" : "connecting to",
                             node->impl_->link->endpoint());
-  node->impl_->recoverAtStart();
+  node->impl_->coordinator->recoverAtStart();
   return node;
 }
 
@@ -1325,14 +1092,8 @@ Node::~Node() {
     impl_->cv.notify_all();
   }
   impl_->control.reset();  // no new requests; waits for the serving threads
-  std::shared_ptr<Impl::Running> run;
-  {
-    std::lock_guard lock(impl_->mig_mu);
-    run = impl_->current;
-  }
-  if (run) run->inbox->close();  // a migration thread waiting for messages gives up
   if (impl_->engine.joinable()) impl_->engine.join();
-  if (run && run->thread.joinable()) run->thread.join();
+  impl_->coordinator.reset();  // a migration thread waiting for messages gives up; joined
   impl_->link->stop();
 }
 

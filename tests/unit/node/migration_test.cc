@@ -1,0 +1,369 @@
+// The migration protocol end to end in one process: both sides' real procedures and
+// coordinators, fake container runtimes and link (migration_fakes.h). Each case names
+// what must hold: where the service runs afterwards, and what each journal says.
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "migration_fakes.h"
+
+namespace ferry::node::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr const char* kWebImage = "aaaa1111";
+constexpr const char* kDbImage = "bbbb2222";
+
+struct Pair {
+  fs::path dir;
+  std::unique_ptr<FakeNode> a;  // source, active, runs web + db
+  std::unique_ptr<FakeNode> b;  // target, standby
+
+  explicit Pair(const std::string& tag) {
+    dir = fs::temp_directory_path() / ("ferry-migration-" + tag + "-" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    a = std::make_unique<FakeNode>("a", true, dir);
+    b = std::make_unique<FakeNode>("b", false, dir);
+    a->connect(b.get());
+    b->connect(a.get());
+    a->runtime.add("web", {"0123abcd", kWebImage, "running", false, false, {80}});
+    a->runtime.add("db", {"4567ef01", kDbImage, "running", false, false, {}});
+    b->runtime.addImage(kWebImage);
+    b->runtime.addImage(kDbImage);
+  }
+  ~Pair() {
+    a.reset();
+    b.reset();
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+
+  json migrate(std::vector<std::string> containers = {"web", "db"}, std::string to = "b") {
+    MigrateRequest req;
+    req.containers = std::move(containers);
+    req.to = std::move(to);
+    req.mode = "auto";
+    auto progress = a->coordinator->startSource(req);
+    EXPECT_TRUE(progress.ok()) << (progress.ok() ? "" : progress.error().message());
+    if (!progress) return {};
+    std::size_t next = 0;
+    auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      for (auto& e : (*progress)->since(next, 200ms)) {
+        ++next;
+        if (e.value("final", false)) return e;
+      }
+    }
+    ADD_FAILURE() << "the migration did not finish within 30 s";
+    return {};
+  }
+
+  // Waits until the target side's thread has finished too.
+  void settleTarget() {
+    for (int i = 0; i < 300 && b->coordinator->running(); ++i) std::this_thread::sleep_for(10ms);
+  }
+
+  static std::string state(FakeNode& n, const std::string& name) {
+    auto c = n.runtime.containers();
+    auto it = c.find(name);
+    if (it == c.end()) return "absent";
+    return it->second.status + (it->second.frozen ? "+frozen" : "");
+  }
+
+  static std::string journalState(FakeNode& n, const std::string& id) {
+    auto r = n.journal->get(id);
+    if (!r || !r->has_value()) return "none";
+    return phaseName((*r)->phase);
+  }
+};
+
+TEST(Migration, CommitsMovesTheServiceAndSwapsRoles) {
+  Pair p("commit");
+  auto r = p.migrate();
+  p.settleTarget();
+  ASSERT_EQ(r.value("result", ""), "committed") << r.dump(2);
+  EXPECT_EQ(Pair::state(*p.a, "web"), "absent");
+  EXPECT_EQ(Pair::state(*p.a, "db"), "absent");
+  EXPECT_EQ(Pair::state(*p.b, "web"), "running");
+  EXPECT_EQ(Pair::state(*p.b, "db"), "running");
+  EXPECT_TRUE(p.b->isActive());
+  EXPECT_FALSE(p.a->isActive());
+  EXPECT_EQ(p.b->epoch(), 2u);
+  EXPECT_EQ(p.a->epoch(), 2u);
+  auto id = r.value("id", "");
+  EXPECT_EQ(Pair::journalState(*p.a, id), "committed");
+  EXPECT_EQ(Pair::journalState(*p.b, id), "committed");
+  EXPECT_GT(r.value("checkpoint_bytes", 0), 0);
+  EXPECT_EQ(r.value("last_delta_bytes", 0), 1000);
+  EXPECT_TRUE(r.contains("downtime_ms"));
+  std::vector<std::string> phases;
+  for (const auto& ph : r["phases"]) phases.push_back(ph.value("name", ""));
+  EXPECT_EQ(phases, (std::vector<std::string>{"preflight", "presync", "freeze", "checkpoint", "transfer",
+                                              "restore", "switch", "commit", "cleanup"}));
+  // Nothing of process memory is left in the staging directories.
+  for (auto* n : {p.a.get(), p.b.get()}) {
+    std::error_code ec;
+    for (const auto& f : fs::directory_iterator(n->settings.staging_dir, ec))
+      ADD_FAILURE() << "left behind: " << f.path();
+  }
+}
+
+// Refusals happen before anything is frozen: the service keeps running on the source.
+struct RefusalCase {
+  const char* name;
+  std::function<void(Pair&)> setup;
+  std::vector<std::string> containers;
+  const char* to;
+  const char* reason_contains;
+};
+
+class Refusals : public ::testing::TestWithParam<RefusalCase> {};
+
+TEST_P(Refusals, NothingIsFrozenAndTheReasonIsClear) {
+  const auto& c = GetParam();
+  Pair p(c.name);
+  c.setup(p);
+  auto r = p.migrate(c.containers, c.to);
+  p.settleTarget();
+  EXPECT_EQ(r.value("result", ""), "refused") << r.dump(2);
+  EXPECT_NE(r.value("reason", "").find(c.reason_contains), std::string::npos) << r.value("reason", "");
+  EXPECT_EQ(Pair::state(*p.a, "web"), "running");
+  EXPECT_EQ(Pair::state(*p.a, "db"), "running");
+  EXPECT_TRUE(p.a->isActive());
+  EXPECT_FALSE(p.b->isActive());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Migration, Refusals,
+    ::testing::Values(
+        RefusalCase{"MissingContainer", [](Pair&) {}, {"web", "nope"}, "b", "no container named 'nope'"},
+        RefusalCase{"WrongPeer", [](Pair&) {}, {"web", "db"}, "c", "this node's peer is 'b'"},
+        RefusalCase{"NameClashOnTarget",
+                    [](Pair& p) {
+                      p.b->runtime.add("db", {"9999", kDbImage, "running", false, false, {}});
+                    },
+                    {"web", "db"},
+                    "b",
+                    "a container named db already exists on b"},
+        RefusalCase{"PortInUseOnTarget",
+                    [](Pair& p) { p.b->busy_ports.insert(80); },
+                    {"web", "db"},
+                    "b",
+                    "host port 80"},
+        RefusalCase{"NoRoomOnTarget",
+                    [](Pair& p) { p.b->free_bytes = 1 << 20; },
+                    {"web", "db"},
+                    "b",
+                    "not enough room on b"},
+        RefusalCase{
+            "PeerDown", [](Pair& p) { p.a->setLinkUp(false); }, {"web", "db"}, "b", "is not connected"},
+        RefusalCase{"ImageLoadFails",
+                    [](Pair& p) {
+                      p.a->runtime.add("web", {"0123abcd", "cccc3333", "running", false, false, {80}});
+                      p.b->runtime.failOn("load");
+                    },
+                    {"web", "db"},
+                    "b",
+                    "podman load failed"}),
+    [](const auto& tp) { return std::string(tp.param.name); });
+
+TEST(Migration, SendsAMissingImageBeforeTheFreeze) {
+  Pair p("image");
+  p.a->runtime.add("web", {"0123abcd", "cccc3333", "running", false, false, {80}});
+  ASSERT_FALSE(p.b->runtime.hasImage("cccc3333"));
+  auto r = p.migrate();
+  p.settleTarget();
+  ASSERT_EQ(r.value("result", ""), "committed") << r.dump(2);
+  EXPECT_TRUE(p.b->runtime.hasImage("cccc3333"));
+  EXPECT_GT(r.value("image_bytes", 0), 0);
+}
+
+// Failures after the freeze and before the target's decision: the service runs on the
+// source again (restored from its kept checkpoint, or thawed) and nowhere else.
+struct RollbackCase {
+  const char* name;
+  std::function<void(Pair&)> setup;
+  const char* reason_contains;
+};
+
+class Rollbacks : public ::testing::TestWithParam<RollbackCase> {};
+
+TEST_P(Rollbacks, TheServiceRunsOnTheSourceAndOnlyThere) {
+  const auto& c = GetParam();
+  Pair p(c.name);
+  c.setup(p);
+  auto r = p.migrate();
+  p.settleTarget();
+  EXPECT_EQ(r.value("result", ""), "rolled_back") << r.dump(2);
+  EXPECT_NE(r.value("reason", "").find(c.reason_contains), std::string::npos) << r.value("reason", "");
+  EXPECT_EQ(Pair::state(*p.a, "web"), "running");
+  EXPECT_EQ(Pair::state(*p.a, "db"), "running");
+  EXPECT_EQ(Pair::state(*p.b, "web"), "absent");
+  EXPECT_EQ(Pair::state(*p.b, "db"), "absent");
+  EXPECT_TRUE(p.a->isActive());
+  EXPECT_FALSE(p.b->isActive());
+  EXPECT_FALSE(p.a->mirroring_paused.load()) << "mirroring must resume after a rollback";
+  EXPECT_FALSE(p.b->fenced.load());
+  auto id = r.value("id", "");
+  EXPECT_EQ(Pair::journalState(*p.a, id), "rolled-back");
+  EXPECT_EQ(Pair::journalState(*p.b, id), "rolled-back");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Migration, Rollbacks,
+    ::testing::Values(
+        RollbackCase{"TargetRestoreFails", [](Pair& p) { p.b->runtime.failOn("restore:db"); },
+                     "restore of db"},
+        RollbackCase{"TargetUnhealthy",
+                     [](Pair& p) {
+                       p.b->healthy = false;
+                       p.b->settings.health_url = "http://x/";
+                     },
+                     "not healthy"},
+        RollbackCase{"SourceCheckpointFails", [](Pair& p) { p.a->runtime.failOn("checkpoint:db"); },
+                     "checkpoint of db failed"},
+        RollbackCase{"FreezeFails", [](Pair& p) { p.a->runtime.failOn("freeze:db"); }, "freezing db"},
+        RollbackCase{"FailpointAfterFreeze",
+                     [](Pair& p) {
+                       p.a->failpoints =
+                           std::make_unique<FakeFailpoints>(std::set<std::string>{"source.after_freeze"});
+                     },
+                     "source.after_freeze"},
+        RollbackCase{"DecisionRollback",
+                     [](Pair& p) {
+                       p.a->failpoints =
+                           std::make_unique<FakeFailpoints>(std::set<std::string>{"source.before_decision"});
+                     },
+                     "source.before_decision"}),
+    [](const auto& tp) { return std::string(tp.param.name); });
+
+TEST(Migration, TargetRollbackAfterRestoreInvalidatesItsReplica) {
+  Pair p("invalidate");
+  p.b->healthy = false;
+  p.b->settings.health_url = "http://x/";
+  auto r = p.migrate();
+  p.settleTarget();
+  ASSERT_EQ(r.value("result", ""), "rolled_back");
+  // The restored service may have written there: the next resume compares everything.
+  EXPECT_EQ(p.b->invalidated.load(), 1);
+}
+
+// The target's answer never arrives: the source must not guess.
+TEST(Migration, NoAnswerAfterCommitIsInDoubtAndNothingRestartsOnTheSource) {
+  Pair p("doubt");
+  p.b->dropFrom("restored");  // b restores, then everything it says is lost
+  auto r = p.migrate();
+  EXPECT_EQ(r.value("result", ""), "in_doubt") << r.dump(2);
+  EXPECT_NE(Pair::state(*p.a, "web"), "running");
+  EXPECT_NE(Pair::state(*p.a, "db"), "running");
+  EXPECT_EQ(Pair::state(*p.b, "db"), "running") << "the target keeps the service until it is told otherwise";
+  EXPECT_EQ(Pair::journalState(*p.a, r.value("id", "")), "in-doubt");
+}
+
+// A restarted source in "committing" learns the outcome from the target's journal.
+TEST(Migration, RestartedSourceFinishesFromTheTargetsAnswer) {
+  Pair p("recover");
+  // The target restored and is waiting for the decision; the source died before it.
+  p.a->failpoints = std::make_unique<FakeFailpoints>(std::set<std::string>{});
+  MigrationRecord rec;
+  rec.id = "m-test-recover";
+  rec.side = "target";
+  rec.peer = "a";
+  rec.epoch = 2;
+  rec.phase = MigrationPhase::kRestored;
+  rec.containers = {"web", "db"};
+  ASSERT_TRUE(p.b->journal->put(rec).ok());
+  p.b->runtime.add("web", {"0123abcd", kWebImage, "running", false, false, {80}});
+  p.b->runtime.add("db", {"4567ef01", kDbImage, "running", false, false, {}});
+  p.a->runtime.add("web", {"0123abcd", kWebImage, "exited", false, true, {80}});
+  p.a->runtime.add("db", {"4567ef01", kDbImage, "exited", false, true, {}});
+  MigrationRecord src = rec;
+  src.side = "source";
+  src.peer = "b";
+  src.phase = MigrationPhase::kCommitting;
+  ASSERT_TRUE(p.a->journal->put(src).ok());
+  // The target waits (as after its own restart); the source settles.
+  ASSERT_TRUE(p.b->coordinator->startSettle(rec, "").ok());
+  auto progress = p.a->coordinator->startSettle(src, "");
+  ASSERT_TRUE(progress.ok());
+  json result;
+  std::size_t next = 0;
+  for (int i = 0; i < 150 && result.is_null(); ++i)
+    for (auto& e : (*progress)->since(next, 100ms)) {
+      ++next;
+      if (e.value("final", false)) result = e;
+    }
+  p.settleTarget();
+  EXPECT_EQ(result.value("result", ""), "committed") << result.dump(2);
+  EXPECT_EQ(Pair::journalState(*p.a, rec.id), "committed");
+  EXPECT_EQ(Pair::journalState(*p.b, rec.id), "committed");
+  EXPECT_TRUE(p.b->isActive());
+  EXPECT_EQ(Pair::state(*p.a, "db"), "absent");
+}
+
+// A target that restarted in the middle of restoring rolls back on its own; the source
+// (waiting in "committing") then restores its own copy.
+TEST(Migration, TargetRestartedWhileRestoringRollsBackAndTheSourceRestores) {
+  Pair p("tgt-restart");
+  MigrationRecord rec;
+  rec.id = "m-test-tgt";
+  rec.side = "target";
+  rec.peer = "a";
+  rec.epoch = 2;
+  rec.phase = MigrationPhase::kRestoring;
+  rec.containers = {"web", "db"};
+  ASSERT_TRUE(p.b->journal->put(rec).ok());
+  p.b->runtime.add("db", {"4567ef01", kDbImage, "running", false, false, {}});  // restored before the crash
+  p.a->runtime.add("web", {"0123abcd", kWebImage, "exited", false, true, {80}});
+  p.a->runtime.add("db", {"4567ef01", kDbImage, "exited", false, true, {}});
+  MigrationRecord src = rec;
+  src.side = "source";
+  src.peer = "b";
+  src.phase = MigrationPhase::kCommitting;
+  ASSERT_TRUE(p.a->journal->put(src).ok());
+  ASSERT_TRUE(p.b->coordinator->startSettle(rec, "").ok());
+  p.settleTarget();
+  EXPECT_EQ(Pair::state(*p.b, "db"), "absent");
+  auto progress = p.a->coordinator->startSettle(src, "");
+  ASSERT_TRUE(progress.ok());
+  json result;
+  std::size_t next = 0;
+  for (int i = 0; i < 150 && result.is_null(); ++i)
+    for (auto& e : (*progress)->since(next, 100ms)) {
+      ++next;
+      if (e.value("final", false)) result = e;
+    }
+  EXPECT_EQ(result.value("result", ""), "rolled_back") << result.dump(2);
+  EXPECT_EQ(Pair::state(*p.a, "web"), "running");
+  EXPECT_EQ(Pair::state(*p.a, "db"), "running");
+}
+
+TEST(Migration, StaleEpochIsRefused) {
+  Pair p("stale");
+  ASSERT_TRUE(p.b->becomeStandby(5).ok());  // b has seen epoch 5; a is at 1
+  auto r = p.migrate();
+  p.settleTarget();
+  EXPECT_EQ(r.value("result", ""), "refused");
+  EXPECT_NE(r.value("reason", "").find("epoch"), std::string::npos) << r.value("reason", "");
+  EXPECT_EQ(Pair::state(*p.a, "db"), "running");
+}
+
+TEST(Migration, ModesTheKernelCannotRunAreRefusedWithTheReason) {
+  EXPECT_EQ(*chooseMode("auto"), "stop-and-copy");
+  EXPECT_EQ(*chooseMode("stop-and-copy"), "stop-and-copy");
+  auto pre = chooseMode("pre-copy");
+  ASSERT_FALSE(pre.ok());
+  EXPECT_NE(pre.error().what.find("soft-dirty"), std::string::npos);
+  EXPECT_FALSE(chooseMode("post-copy").ok());
+  EXPECT_FALSE(chooseMode("warp").ok());
+}
+
+}  // namespace
+}  // namespace ferry::node::testing
