@@ -3,9 +3,14 @@
 # (standby), each with its own CURVE key pair in its private /etc/ferry, paired with
 # the other's public key, mirroring /srv/ferry/ref.
 #
-#   nodes.sh start     keys (once per lab), pairing, config, start both (idempotent)
-#   nodes.sh stop      stop both daemons (their replica state stays)
-#   nodes.sh status    `ferry status` on both
+#   nodes.sh start [HOST...]   keys (once per lab), pairing, config, start (idempotent)
+#   nodes.sh stop [HOST...]    stop the daemons (SIGTERM; replica state and journal stay)
+#   nodes.sh kill HOST...      SIGKILL the daemons (a crash, for the tests)
+#   nodes.sh reset             stop both and forget their state (journal, replica state,
+#                              roles): the next start begins with a active, b standby
+#   nodes.sh status            `ferry status` on both
+# The environment reaches the daemons (e.g. FERRY_FAILPOINTS=target.restore for a test);
+# FERRY_NODE_EXTRA adds lines to the configuration of the nodes started.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -35,6 +40,7 @@ data_dir = $DATA_DIR
 role = $role
 # The reference service answers here on whichever host runs it (podman publishes :80).
 health_url = http://127.0.0.1/health.php
+${FERRY_NODE_EXTRA:-}
 CONF
 }
 
@@ -48,12 +54,14 @@ running() {
 }
 
 start() {
+  local hosts=("$@")
+  ((${#hosts[@]})) || hosts=("${NODE_HOSTS[@]}")
   for h in "${NODE_HOSTS[@]}"; do
     inHost "$h" test -f /etc/ferry/node.key || inHost "$h" ferry keygen --dir /etc/ferry >/dev/null
   done
   inHost a ferry pair --dir /etc/ferry --name b --peer-key "$(publicKey b)" >/dev/null
   inHost b ferry pair --dir /etc/ferry --name a --peer-key "$(publicKey a)" >/dev/null
-  for h in "${NODE_HOSTS[@]}"; do
+  for h in "${hosts[@]}"; do
     if running "$h"; then
       say "node on $h already running"
       continue
@@ -67,7 +75,7 @@ start() {
     inHost "$h" sh -c 'mkdir -p /run/ferry; setsid ferry node run --config /etc/ferry/node.conf \
       >>/var/log/ferry/node.log 2>&1 < /dev/null & echo $! > /run/ferry/node.pid'
   done
-  for h in "${NODE_HOSTS[@]}"; do
+  for h in "${hosts[@]}"; do
     local deadline=$((SECONDS + 15))
     until inHost "$h" ferry status >/dev/null 2>&1; do
       ((SECONDS < deadline)) || die "node on $h did not answer within 15 s: see /var/log/ferry/node.log in $h"
@@ -77,16 +85,41 @@ start() {
   say "nodes running: a (listens on a:7700), b (connects to a)"
 }
 
-stop() {
-  for h in "${NODE_HOSTS[@]}"; do
+stop() {  # stop SIGNAL [HOST...]: signal the daemons and wait (bounded) until they are gone
+  local sig=$1
+  shift
+  local hosts=("$@")
+  ((${#hosts[@]})) || hosts=("${NODE_HOSTS[@]}")
+  for h in "${hosts[@]}"; do
     [[ -f $LAB_RUN/hosts/$h/pid ]] || continue
-    inHost "$h" sh -c 'p=$(cat /run/ferry/node.pid 2>/dev/null) && kill -TERM "$p" 2>/dev/null; rm -f /run/ferry/node.pid; true'
+    inHost "$h" sh -c "p=\$(cat /run/ferry/node.pid 2>/dev/null) && kill -$sig \"\$p\" 2>/dev/null; true"
+  done
+  for h in "${hosts[@]}"; do
+    [[ -f $LAB_RUN/hosts/$h/pid ]] || continue
+    local deadline=$((SECONDS + 20))
+    while running "$h"; do
+      ((SECONDS < deadline)) || die "node on $h did not stop within 20 s"
+      sleep 0.1
+    done
+    inHost "$h" rm -f /run/ferry/node.pid
   done
 }
 
-case "${1:-}" in
-  start) start ;;
-  stop) stop ;;
+reset() {
+  stop TERM
+  for h in "${NODE_HOSTS[@]}"; do
+    inHost "$h" rm -rf /var/lib/ferry
+    inHost "$h" sh -c 'test -f /etc/ferry/node.conf && sed -i "/^role = /d" /etc/ferry/node.conf; true'
+  done
+}
+
+cmd=${1:-}
+shift || true
+case "$cmd" in
+  start) start "$@" ;;
+  stop) stop TERM "$@" ;;
+  kill) (($#)) || die "kill: name the host(s)"; stop KILL "$@" ;;
+  reset) reset ;;
   status) for h in "${NODE_HOSTS[@]}"; do echo "== $h"; inHost "$h" ferry status || true; done ;;
-  *) echo "usage: nodes.sh start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: nodes.sh start [HOST...] | stop [HOST...] | kill HOST... | reset | status" >&2; exit 2 ;;
 esac

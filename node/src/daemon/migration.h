@@ -79,9 +79,15 @@ class MigrationEnv {
   [[nodiscard]] virtual std::string nodeName() const = 0;
   [[nodiscard]] virtual std::string peerName() const = 0;
   [[nodiscard]] virtual bool peerConnected() const = 0;
+  // How many times the link has (re)connected: a change means messages may have been
+  // lost with a restarted peer.
+  [[nodiscard]] virtual std::uint64_t peerSessions() const = 0;
   [[nodiscard]] virtual bool isActive() const = 0;
   // Sends one message on the peer link (fill sets the body).
   virtual Status send(const std::function<void(wire::Message::Builder)>& fill, Millis timeout) = 0;
+  // Waits until the peer has taken everything sent so far; fails early when the link
+  // drops or reconnects (a restarted peer lost what it had not taken).
+  virtual Status flushLink(Millis timeout) = 0;
   // Source: waits until the standby has acknowledged everything written so far.
   virtual Status flushMirror(Millis timeout) = 0;
   // Source: stops the mirroring rounds, runs the final round (after the freeze) and

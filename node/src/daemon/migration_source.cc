@@ -170,7 +170,15 @@ class Source {
     if (fail("source.after_freeze")) return rollbackLocal("failpoint source.after_freeze");
 
     // ---- dump, stream, final delta ----
+    auto sessions = env_.peerSessions();
     if (auto s = dumpAndStream(); !s) return rollbackLocal(s.error().message());
+    // Before Commit nothing can run there: if the target did not take everything (it
+    // died, or restarted and lost part of the stream), give up now.
+    if (auto s = env_.flushLink(d_.settings.prepare_timeout); !s || env_.peerSessions() != sessions) {
+      return rollbackLocal("the link to " + env_.peerName() + " broke during the transfer" +
+                           (s ? std::string() : ": " + s.error().message()));
+    }
+    if (fail("source.before_commit")) return rollbackLocal("failpoint source.before_commit");
 
     // ---- commit ----
     FERRY_TRY_REPORT(journal(MigrationPhase::kCommitting));

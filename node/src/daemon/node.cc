@@ -237,6 +237,7 @@ struct Node::Impl final : public MigrationEnv {
   [[nodiscard]] std::string nodeName() const override { return config.name; }
   [[nodiscard]] std::string peerName() const override { return peer_name; }
   [[nodiscard]] bool peerConnected() const override { return connected.load(); }
+  [[nodiscard]] std::uint64_t peerSessions() const override { return link->stats().connects; }
   [[nodiscard]] bool isActive() const override { return active(); }
   [[nodiscard]] std::uint64_t epoch() const override { return node_epoch.load(); }
 
@@ -244,6 +245,20 @@ struct Node::Impl final : public MigrationEnv {
     capnp::MallocMessageBuilder builder;
     fill(builder.initRoot<wire::Message>());
     return sendBuilder(builder, timeout);
+  }
+
+  Status flushLink(Millis timeout) override {
+    auto deadline = Clock::now() + timeout;
+    auto sessions = link->stats().connects;
+    while (true) {
+      auto s = link->flush(Millis(100));
+      if (s) return okStatus();
+      auto st = link->stats();
+      if (st.state != protocol::LinkState::kConnected || st.connects != sessions)
+        return makeError("the link to " + peer_name + " dropped before it took everything (" +
+                         protocol::linkStateName(st.state) + ")");
+      if (Clock::now() > deadline) return s;
+    }
   }
 
   Status flushMirror(Millis timeout) override {

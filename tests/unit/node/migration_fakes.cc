@@ -204,6 +204,7 @@ Status FakeNode::send(const std::function<void(wire::Message::Builder)>& fill, M
 
 Result<FinalDelta> FakeNode::finalDelta(Millis) {
   mirroring_paused = true;
+  if (reconnect_during_final) ++sessions;
   FinalDelta f{epoch_.load(), 42, 1000, 1.0};
   if (peer_ != nullptr) peer_->final_seq = 42;
   return f;

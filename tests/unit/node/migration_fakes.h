@@ -104,9 +104,15 @@ class FakeNode final : public MigrationEnv {
   [[nodiscard]] std::string nodeName() const override { return name_; }
   [[nodiscard]] std::string peerName() const override { return peer_ != nullptr ? peer_->name_ : "?"; }
   [[nodiscard]] bool peerConnected() const override { return link_up_.load(); }
+  [[nodiscard]] std::uint64_t peerSessions() const override { return sessions.load(); }
+  std::atomic<std::uint64_t> sessions{1};
+  bool reconnect_during_final = false;  // the link "reconnects" while the final round runs
   [[nodiscard]] bool isActive() const override { return active_.load(); }
   Status send(const std::function<void(wire::Message::Builder)>& fill, Millis timeout) override;
   Status flushMirror(Millis) override { return okStatus(); }
+  Status flushLink(Millis) override {
+    return link_up_.load() && !drop_.load() ? okStatus() : makeError("link down (fake)");
+  }
   Result<FinalDelta> finalDelta(Millis) override;
   void resumeMirroring() override { mirroring_paused = false; }
   ReplicaView replicaView() override;

@@ -236,6 +236,8 @@ INSTANTIATE_TEST_SUITE_P(
                            std::make_unique<FakeFailpoints>(std::set<std::string>{"source.after_freeze"});
                      },
                      "source.after_freeze"},
+        RollbackCase{"LinkReconnectsDuringTransfer", [](Pair& p) { p.a->reconnect_during_final = true; },
+                     "broke during the transfer"},
         RollbackCase{"DecisionRollback",
                      [](Pair& p) {
                        p.a->failpoints =

@@ -1,0 +1,90 @@
+// What the lab integration tests share: running commands (on this machine and inside
+// a lab host) with deadlines, `ferry ... --output json` inside a host, and bringing
+// the lab up. Header-only: each integration test is its own executable.
+#pragma once
+
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "ferry/base/process.h"
+
+namespace ferry::labtest {
+
+using namespace std::chrono_literals;
+
+inline const std::string kFerry = FERRY_BIN;
+inline const std::string kSource = FERRY_SOURCE_DIR;
+
+// Runs a program on this machine; a program that cannot start is a test failure.
+inline ProcessResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 180s,
+                         std::map<std::string, std::string> env = {}) {
+  ProcessOptions o;
+  o.timeout = timeout;
+  o.env = std::move(env);
+  o.env.emplace("FERRY_BIN", kFerry);
+  auto r = runProcess(argv, o);
+  if (!r) {
+    ADD_FAILURE() << "cannot start " << joinArgv(argv) << ": " << r.error().message();
+    return {};
+  }
+  return std::move(r.value());
+}
+
+// A shell script inside a lab host.
+inline ProcessResult sh(const std::string& host, const std::string& script,
+                        std::chrono::milliseconds t = 180s) {
+  return run({kFerry, "lab", "exec", host, "--", "sh", "-c", script}, t);
+}
+
+// `ferry ARGS... --output json` inside a host; adds "exit_code" (and "stderr" when the
+// output is not JSON).
+inline nlohmann::json ferryJson(const std::string& host, std::vector<std::string> args,
+                                std::chrono::milliseconds t = 300s) {
+  std::vector<std::string> argv = {kFerry, "lab", "exec", host, "--", "ferry"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv.emplace_back("--output");
+  argv.emplace_back("json");
+  auto r = run(argv, t);
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return nlohmann::json{{"exit_code", r.exit_code}, {"stderr", r.err}, {"stdout", r.out}};
+  j["exit_code"] = r.exit_code;
+  return j;
+}
+
+inline std::string firstWord(const std::string& text) {
+  auto b = text.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return {};
+  auto e = text.find_first_of(" \t\r\n", b);
+  return text.substr(b, e == std::string::npos ? std::string::npos : e - b);
+}
+
+// Brings the lab up unless it runs; returns false (and fails the test) when it cannot.
+inline bool ensureLab(const std::string& profile = "") {
+  auto status = run({kFerry, "lab", "status", "--output", "json"}, 30s);
+  auto j = nlohmann::json::parse(status.out, nullptr, false);
+  bool up = !j.is_discarded() && j.value("up", false);
+  if (up && (profile.empty() || j.value("profile", std::string()) == profile)) return true;
+  std::vector<std::string> argv = {kFerry, "lab", "up"};
+  if (!profile.empty()) {
+    argv.emplace_back("--profile");
+    argv.emplace_back(profile);
+  }
+  auto r = run(argv, 900s);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return r.exit_code == 0;
+}
+
+inline bool isRoot() {
+  return ::geteuid() == 0;
+}
+
+}  // namespace ferry::labtest
