@@ -1,78 +1,118 @@
 #!/bin/bash
-# `make demo`: bring the lab up, check hosts a and b, run a container that keeps a
-# counter in memory on a, move it to b with plain Podman checkpoint/restore (export,
-# copy, import), show that the counter continued, and take the lab down.
-# (The reference service replaces this container later.)
-#   FERRY=path/to/ferry deploy/demo.sh        FERRY_DEMO_KEEP=1: leave the lab up
+# `make demo`: the reference service (Apache/PHP + MariaDB) moved live a → b and back by
+# the node daemons, while a logged-in browser, the downtime probe and the consistency
+# writer use it through the load balancer; the result next to the study's figures.
+#   FERRY=path/to/ferry deploy/demo.sh
+#   FERRY_DEMO_PROFILE=cloud  FERRY_DEMO_ROWS=10000  FERRY_DEMO_VIDEO_MB=100
+#   FERRY_DEMO_KEEP=1: leave the lab up afterwards;  FERRY_DEMO_BROWSER=0: no Chromium
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FERRY=${FERRY:-build/node/ferry}
+PROFILE=${FERRY_DEMO_PROFILE:-cloud}
+ROWS=${FERRY_DEMO_ROWS:-10000}
+VIDEO_MB=${FERRY_DEMO_VIDEO_MB:-100}
+BROWSER=${FERRY_DEMO_BROWSER:-1}
 [[ -x $FERRY ]] || { echo "demo: $FERRY is not built — run make build" >&2; exit 2; }
 [[ $(id -u) == 0 ]] || { echo "demo: needs root (the lab creates namespaces) — run it as root" >&2; exit 2; }
+export FERRY_BIN=$FERRY
 
 step() { printf '\n== %s\n' "$*"; }
-inA() { "$FERRY" lab exec a -- "$@"; }
-inB() { "$FERRY" lab exec b -- "$@"; }
-ms() { date +%s%3N; }
-counterFrom() {  # counterFrom HOST: the counter as seen from the client host
-  "$FERRY" lab exec client -- curl -fsS --max-time 2 "http://$1:8080/n"
-}
+in_host() { local h=$1; shift; "$FERRY" lab exec "$h" -- "$@"; }
+work=$(mktemp -d /tmp/ferry-demo.XXXXXX)
 cleanup() {
+  # Only a probe or writer of ours (pids are shared with the machine and get reused).
+  in_host client sh -c 'for f in /tmp/demo-probe.pid /tmp/demo-writer.pid; do
+      [ -f $f ] && p=$(cat $f) && grep -qa "ferry" /proc/$p/cmdline 2>/dev/null && kill -TERM $p; rm -f $f; done; true' \
+    >/dev/null 2>&1 || true
   if [[ ${FERRY_DEMO_KEEP:-0} != 1 ]]; then
     step "lab down"
+    deploy/lab/nodes.sh stop 2>/dev/null || true
     "$FERRY" lab down
   fi
+  rm -rf "$work"
 }
 
-step "lab up (hosts a, b, lb, client)"
-"$FERRY" lab up
+step "lab up: hosts a, b (Podman + runc + CRIU 4.2), lb (nginx), client; link profile $PROFILE"
+"$FERRY" lab up --profile "$PROFILE"
 trap cleanup EXIT
 
-if "$FERRY" check --help >/dev/null 2>&1; then
-  for h in a b; do
-    step "ferry check --host $h"
-    "$FERRY" check --host "$h" || echo "demo: ferry check on $h reported problems (continuing)"
-  done
-else
-  step "ferry check: not in this build yet (skipped)"
+step "the reference service on a: MariaDB ($ROWS users) + Apache/PHP, $VIDEO_MB MB of video, nginx on lb"
+deploy/lab/nodes.sh reset >/dev/null 2>&1 || true
+"$FERRY" lab deploy --on a --rows "$ROWS" --video-mb "$VIDEO_MB"
+in_host b rm -rf /srv/ferry/ref
+
+step "node daemons on a (active) and b (standby): CurveZMQ link, continuous block-delta mirroring"
+deploy/lab/nodes.sh start
+for _ in $(seq 1 600); do
+  state=$(in_host a ferry status --output json 2>/dev/null | sed -n 's/.*"state": *"\(in-sync\|initial-sync\|mirroring\)".*/\1/p' | head -1)
+  [[ $state == in-sync ]] && break
+  sleep 0.5
+done
+in_host a ferry status
+
+browser_state=$work/browser.json
+if [[ $BROWSER == 1 ]]; then
+  step "a real Chromium logs in through the load balancer and plays a video"
+  deploy/service/browser/run.sh login --state "$browser_state" >"$work/browser-before.json" ||
+    { echo "demo: the browser login failed (continuing without it): $(cat "$work/browser-before.json")"; BROWSER=0; }
 fi
 
-step "run a counter container on a (busybox httpd serves the value of a shell-loop counter)"
-inA podman rm -f -t 0 ferry-demo >/dev/null 2>&1 || true
-inB podman rm -f -t 0 ferry-demo >/dev/null 2>&1 || true
-inA podman run -d --name ferry-demo -p 8080:8080 localhost/ferry-canary:latest sh -c '
-  mkdir -p /www; i=0
-  httpd -p 8080 -h /www
-  while true; do i=$((i + 1)); echo $i > /www/n.tmp; mv /www/n.tmp /www/n; sleep 0.2; done' >/dev/null
-for _ in $(seq 1 50); do counterFrom a >/dev/null 2>&1 && break; sleep 0.1; done
+step "client: the probe (every 10 ms) and the consistency writer (every 20 ms) through http://lb"
+in_host client sh -c 'rm -f /tmp/demo-*.json; ferry probe --url http://lb/health.php --interval 10ms --duration 600s \
+    --timeline /tmp/demo-probe.csv --output json >/tmp/demo-probe.json 2>/tmp/demo-probe.err </dev/null & echo $! >/tmp/demo-probe.pid
+  ferry writer --url http://lb --writer demo-$$ --interval 20ms --duration 600s --output json \
+    >/tmp/demo-writer.json 2>/tmp/demo-writer.err </dev/null & echo $! >/tmp/demo-writer.pid'
 sleep 3
-before=$(counterFrom a)
-echo "counter on a: $before"
 
-step "move it: checkpoint --export on a, copy, restore --import on b"
-t0=$(ms)
-inA podman container checkpoint --export /tmp/ferry-demo.tar ferry-demo >/dev/null
-t1=$(ms)
-inA cat /tmp/ferry-demo.tar | inB sh -c 'cat > /tmp/ferry-demo.tar'
-t2=$(ms)
-inB podman container restore --import /tmp/ferry-demo.tar >/dev/null
-t3=$(ms)
-size=$(inB stat -c %s /tmp/ferry-demo.tar)
-echo "checkpoint $((t1 - t0)) ms, copy $((t2 - t1)) ms ($((size / 1024)) KiB), restore $((t3 - t2)) ms"
-inA podman rm -f -t 0 ferry-demo >/dev/null
-inA rm -f /tmp/ferry-demo.tar
-inB rm -f /tmp/ferry-demo.tar
+step "ferry migrate web db --to b   (on a)"
+in_host a ferry migrate web db --to b || true
+in_host a ferry migrations show "$(in_host a ferry migrations list --output json | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' | head -1)" --output json >"$work/report.json"
+sleep 2
 
-after=$(counterFrom b)
-sleep 1
-later=$(counterFrom b)
-echo "counter on b: $after, one second later: $later"
-inB podman rm -f -t 0 ferry-demo >/dev/null
-
-step "result"
-if ((after >= before && later > after)); then
-  echo "PASS: the container answers on b and its counter continued from $before (a restart would count from 1)"
-else
-  echo "FAIL: counter on a $before, on b $after then $later — the state was not kept"
-  exit 1
+step "stopping the probe and the writer (the writer reads every row back to check it)"
+in_host client sh -c 'kill -TERM $(cat /tmp/demo-probe.pid) $(cat /tmp/demo-writer.pid) 2>/dev/null
+  for i in $(seq 600); do
+    if ! kill -0 $(cat /tmp/demo-probe.pid) 2>/dev/null && ! kill -0 $(cat /tmp/demo-writer.pid) 2>/dev/null; then exit 0; fi
+    sleep 0.2
+  done
+  echo "demo: the probe or the writer did not stop within 120 s" >&2; true'
+in_host client rm -f /tmp/demo-probe.pid /tmp/demo-writer.pid
+in_host client cat /tmp/demo-probe.json >"$work/probe.json" 2>/dev/null || true
+in_host client cat /tmp/demo-writer.json >"$work/writer.json" 2>/dev/null || true
+for f in probe writer; do
+  [[ -s $work/$f.json ]] || { echo "demo: the $f printed no report: $(in_host client tail -3 /tmp/demo-$f.err 2>/dev/null)"; echo '{}' >"$work/$f.json"; }
+done
+browser_after='{"logged_in": null}'
+if [[ $BROWSER == 1 ]]; then
+  browser_after=$(deploy/service/browser/run.sh check --state "$browser_state" 2>/dev/null || true)
+  [[ -n $browser_after ]] || browser_after='{"logged_in": false}'
 fi
+
+step "the result, next to the study (Google Cloud ↔ AWS, nginx, rsync + Podman, 10000 rows)"
+python3 - "$work/report.json" "$work/probe.json" "$work/writer.json" "$browser_after" <<'PY'
+import json, sys
+rep = json.load(open(sys.argv[1])).get("report", {})
+probe = json.load(open(sys.argv[2]))
+writer = json.load(open(sys.argv[3]))
+browser = json.loads(sys.argv[4]) if sys.argv[4].strip().startswith("{") else {}
+def s(ms): return "%.2f s" % (ms / 1000.0) if isinstance(ms, (int, float)) else "-"
+rows = [
+  ("result", rep.get("result", "?"), "-"),
+  ("downtime (server: first freeze → last restore)", s(rep.get("downtime_ms")), "34.6 s (mean)"),
+  ("migration time (command → end)", s(rep.get("migration_ms")), "71.6 s (mean)"),
+  ("downtime seen by the client (probe, 10 ms)", s(probe.get("client_downtime_ms")), "not measured"),
+  ("failed requests (probe)", str(probe.get("failed", "?")) + " of " + str(probe.get("sent", "?")), "not measured"),
+  ("acknowledged writes lost (writer)", str(writer.get("missing", "?")) + " of " + str(writer.get("acknowledged", "?")), "not measured"),
+  ("browser still logged in", str(browser.get("logged_in")), "yes (LMF_04)"),
+  ("checkpoint moved (on the wire)", "%.1f MB (%.1f MB)" % (rep.get("checkpoint_bytes", 0) / 1e6, rep.get("checkpoint_wire_bytes", 0) / 1e6), "~200 MB gzip"),
+  ("last delta of the data directory", "%.1f kB" % (rep.get("last_delta_bytes", 0) / 1e3), "rsync of everything"),
+]
+w = max(len(r[0]) for r in rows)
+print("  %-*s  %-18s %s" % (w, "", "ferry (this run)", "the study"))
+for r in rows: print("  %-*s  %-18s %s" % (w, r[0], r[1], r[2]))
+print("\n  phases:", ", ".join("%s %s" % (p["name"], s(p["ms"])) for p in rep.get("phases", [])))
+PY
+
+step "and back: ferry migrate web db --to a   (on b, now the active node)"
+in_host b ferry migrate web db --to a || true
+in_host a ferry verify
