@@ -26,6 +26,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -198,6 +199,24 @@ nlohmann::json resolveTargetMigration(const MigrationRecord& record, const std::
 
 // Answer to an OutcomeQuery about `id` from the journal.
 wire::MigrationState outcomeFor(Journal& journal, const std::string& id);
+
+// Runs fn(items[i]) for every item at once (one thread each; items are few: the
+// containers of one service) and returns the results in order. The runtime's calls
+// are independent processes or requests, so a preflight costs one call, not N.
+template <typename Item, typename Fn>
+auto forEachConcurrently(const std::vector<Item>& items, Fn fn) -> std::vector<decltype(fn(items.front()))> {
+  using R = decltype(fn(items.front()));
+  std::vector<std::optional<R>> slots(items.size());
+  std::vector<std::thread> threads;
+  threads.reserve(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i)
+    threads.emplace_back([&, i] { slots[i].emplace(fn(items[i])); });
+  for (auto& t : threads) t.join();
+  std::vector<R> out;
+  out.reserve(items.size());
+  for (auto& s : slots) out.push_back(std::move(*s));
+  return out;
+}
 
 // The modes this build can run on these hosts: stop-and-copy always; the others need
 // kernel features (soft-dirty for pre-copy, userfaultfd for post-copy) and are not built

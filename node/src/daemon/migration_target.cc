@@ -1,5 +1,6 @@
 // The target side of `ferry migrate`: preflight answer, staging, restore, health, and
 // waiting for the source's decision (see migration.h for the rules).
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <set>
@@ -132,26 +133,22 @@ class Target {
       problems.emplace_back("the replica on " + env_.nodeName() + " is in the middle of a batch",
                             "wait until 'ferry status' says in-sync, then retry");
     }
-    std::set<std::string> seen_images;
-    for (const auto& r : refs_) {
-      auto exists = rt_.exists(r.name);
-      if (!exists) {
-        problems.emplace_back(
-            "cannot ask podman about " + r.name + " on " + env_.nodeName() + ": " + exists.error().message(),
-            exists.error().hint);
-      } else if (*exists) {
+    // One round of concurrent runtime calls: does each name exist, is each image here.
+    std::vector<std::string> images;
+    for (const auto& r : refs_)
+      if (!r.image_id.empty() && std::find(images.begin(), images.end(), r.image_id) == images.end())
+        images.push_back(r.image_id);
+    auto exists = forEachConcurrently(refs_, [&](const Ref& r) { return rt_.exists(r.name); });
+    auto present = forEachConcurrently(images, [&](const std::string& id) { return rt_.imageId(id); });
+    for (std::size_t i = 0; i < refs_.size(); ++i) {
+      const auto& r = refs_[i];
+      if (!exists[i]) {
+        problems.emplace_back("cannot ask podman about " + r.name + " on " + env_.nodeName() + ": " +
+                                  exists[i].error().message(),
+                              exists[i].error().hint);
+      } else if (*exists[i]) {
         problems.emplace_back("a container named " + r.name + " already exists on " + env_.nodeName(),
                               "remove or rename it there ('podman rm " + r.name + "') and retry");
-      }
-      if (!r.image_id.empty() && seen_images.insert(r.image_id).second) {
-        auto id = rt_.imageId(r.image_id);
-        if (!id) {
-          problems.emplace_back(
-              "cannot ask podman about image " + r.image_id.substr(0, 12) + ": " + id.error().message(),
-              id.error().hint);
-        } else if (!id->has_value()) {
-          missing_images_.push_back(r.image_id);
-        }
       }
       for (auto port : r.host_ports) {
         if (!env_.hostPortFree(port)) {
@@ -159,6 +156,15 @@ class Target {
                                     ") is in use on " + env_.nodeName(),
                                 "stop what listens on it there, or publish another port");
         }
+      }
+    }
+    for (std::size_t i = 0; i < images.size(); ++i) {
+      if (!present[i]) {
+        problems.emplace_back(
+            "cannot ask podman about image " + images[i].substr(0, 12) + ": " + present[i].error().message(),
+            present[i].error().hint);
+      } else if (!present[i]->has_value()) {
+        missing_images_.push_back(images[i]);
       }
     }
     auto free = env_.stagingFreeBytes();
