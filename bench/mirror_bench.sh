@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Mirroring over the lab's link (issue 4): ferry's nodes against the tools people use
+# for a standby today, on the same data, the same link, the same durability (fsync):
+#   rsync -a --inplace --no-whole-file --cc=xxh128 --fsync   (over an rsync daemon on b)
+#   lsyncd (inotify + rsync) with its default 15 s delay and with a 1 s delay
+# Three figures:
+#   initial   625 MB of incompressible files a -> b: time, bytes on a's wire, CPU of both sides
+#   freeze    a 1 GiB file, in sync; then N MiB of random 16 KiB pages rewritten with
+#             O_DIRECT: time until the standby is identical and fsynced (ferry: sync
+#             --flush; rsync: one run); ferry's path is what a migration pays after the freeze
+#   lag       the reference service under the consistency writer (every 20 ms through lb)
+#             plus a marker file rewritten every 100 ms with its write time; on b a poller
+#             notes when each marker value arrives: p50/p99 of (arrival - write)
+# Usage: bench/mirror_bench.sh --out DIR [--profile cloud] [--runs 3] [--only initial,freeze,lag]
+# The lab must be up (ferry lab up --profile P); the reference service deployed for `lag`.
+# Prints a table and writes DIR/mirror-<profile>.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FERRY=${FERRY_BIN:-$PWD/build/node/ferry}
+export FERRY_BIN=$FERRY
+out="" runs=3 only="initial,freeze,lag" profile=""
+while (($#)); do
+  case $1 in
+    --out) out=${2:?}; shift 2 ;;
+    --runs) runs=${2:?}; shift 2 ;;
+    --only) only=${2:?}; shift 2 ;;
+    --profile) profile=${2:?}; shift 2 ;;
+    *) echo "mirror_bench: unknown argument '$1'" >&2; exit 2 ;;
+  esac
+done
+[[ -n $out ]] || { echo "mirror_bench: --out DIR is required" >&2; exit 2; }
+mkdir -p "$out"
+status=$("$FERRY" lab status --output json)
+[[ $status == *'"up":true'* ]] || { echo "mirror_bench: the lab is down — ferry lab up --profile cloud" >&2; exit 2; }
+lab_profile=$(sed -n 's/.*"profile":"\([a-z]*\)".*/\1/p' <<<"$status")
+[[ -z $profile || $profile == "$lab_profile" ]] || { echo "mirror_bench: the lab runs $lab_profile, not $profile" >&2; exit 2; }
+profile=$lab_profile
+results=$out/mirror-$profile.json
+echo '{}' >"$results"
+
+H() { local h=$1; shift; "$FERRY" lab exec "$h" -- "$@"; }
+root() { echo "/proc/$(cat /run/ferry-lab/hosts/$1/pid)/root"; }
+now_ms() { date +%s%3N; }
+tx_bytes() { H a cat /sys/class/net/eth0/statistics/tx_bytes; }
+# CPU seconds (user+sys) of processes in a host whose command line matches $2.
+cpu_of() {
+  H "$1" sh -c "t=0; for p in \$(pgrep -f '$2'); do set -- \$(cut -d' ' -f14,15 /proc/\$p/stat); t=\$((t + \$1 + \$2)); done; echo \$t" |
+    awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", $1 / hz}'
+}
+record() {  # record KEY JSON: merges into the results file
+  python3 - "$results" "$1" "$2" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1])); d[sys.argv[2]] = json.loads(sys.argv[3])
+json.dump(d, open(sys.argv[1], "w"), indent=1)
+PY
+}
+stats() {  # stats < numbers: min median max (and p99 when many)
+  python3 -c 'import sys,statistics as s
+v=sorted(float(x) for x in sys.stdin.read().split())
+p=lambda q: v[min(len(v)-1,int(q*len(v)))]
+print("{\"min\":%.1f,\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f,\"n\":%d}"%(v[0],s.median(v),p(0.99),v[-1],len(v)))'
+}
+
+DATA=/srv/ferry-mbench
+rsync_daemon() {  # rsync_daemon PATH: (re)start an rsync daemon on b serving PATH as module m
+  H b sh -c "mkdir -p /run/mbench $1; test -s /run/mbench/rsyncd.pid && kill \$(cat /run/mbench/rsyncd.pid) 2>/dev/null; sleep 0.2
+    printf '%s\n' 'pid file = /run/mbench/rsyncd.pid' 'port = 8873' 'use chroot = no' 'uid = root' 'gid = root' \
+      '[m]' '  path = $1' '  read only = false' >/run/mbench/rsyncd.conf && rsync --daemon --config=/run/mbench/rsyncd.conf"
+  for _ in $(seq 50); do H a rsync rsync://b:8873/ >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "mirror_bench: rsync daemon on b did not start" >&2; exit 1
+}
+rsync_stop() { H b sh -c 'test -s /run/mbench/rsyncd.pid && kill $(cat /run/mbench/rsyncd.pid); rm -f /run/mbench/rsyncd.pid; true'; }
+RSYNC=(rsync -a --inplace --no-whole-file --cc=xxh128 --fsync --modify-window=-1)
+nodes_on() {  # nodes_on DIR: the node daemons mirroring DIR, from scratch
+  deploy/lab/nodes.sh reset >/dev/null
+  FERRY_SERVICE_DATA=$1 deploy/lab/nodes.sh start >/dev/null
+}
+wait_in_sync() {
+  for _ in $(seq 6000); do
+    H a ferry status --output json 2>/dev/null | grep -q '"state": "in-sync"' && return 0
+    sleep 0.1
+  done
+  echo "mirror_bench: the standby never reached in-sync" >&2; return 1
+}
+
+# ---- initial copy ---------------------------------------------------------------------
+if [[ $only == *initial* ]]; then
+  media=$(ls -d /var/cache/ferry/media/625-* 2>/dev/null | head -1)
+  [[ -n $media ]] || media=$(deploy/service/gen-videos.sh 625)
+  rm -rf "$(root a)$DATA"; mkdir -p "$(root a)$DATA"; cp "$media"/*.mp4 "$(root a)$DATA/"
+  bytes=$(du -sb "$(root a)$DATA" | cut -f1)
+  for tool in ferry rsync; do
+    lines=""
+    for r in $(seq "$runs"); do
+      deploy/lab/nodes.sh stop >/dev/null 2>&1 || true
+      rm -rf "$(root b)$DATA"; mkdir -p "$(root b)$DATA"; sync
+      tx0=$(tx_bytes)
+      if [[ $tool == ferry ]]; then
+        t0=$(now_ms); nodes_on "$DATA"; wait_in_sync; t1=$(now_ms)
+        cpu=$(awk -v a="$(cpu_of a 'ferry node run')" -v b="$(cpu_of b 'ferry node run')" 'BEGIN{printf "%.2f", a+b}')
+        deploy/lab/nodes.sh stop >/dev/null
+      else
+        rsync_daemon "$DATA"
+        t0=$(now_ms)
+        cpu_a=$(H a bash -c "TIMEFORMAT='%U %S'; { time ${RSYNC[*]} $DATA/ rsync://b:8873/m/ >/dev/null; } 2>&1 | awk '{print \$1+\$2}'")
+        t1=$(now_ms)
+        cpu=$(awk -v a="$cpu_a" -v b="$(cpu_of b 'rsync --daemon')" 'BEGIN{printf "%.2f", a+b}')
+        rsync_stop
+      fi
+      tx1=$(tx_bytes)
+      lines+="$((t1 - t0)) $((tx1 - tx0)) $cpu"$'\n'
+      printf 'initial %-6s run %d: %6d ms  %6.1f MB on the wire  %5s CPU s\n' "$tool" "$r" $((t1 - t0)) \
+        "$(awk -v b=$((tx1 - tx0)) 'BEGIN{print b/1e6}')" "$cpu"
+    done
+    record "initial_$tool" "{\"data_bytes\":$bytes,\"ms\":$(cut -d' ' -f1 <<<"$lines" | stats),\"wire_bytes\":$(cut -d' ' -f2 <<<"$lines" | stats),\"cpu_s\":$(cut -d' ' -f3 <<<"$lines" | stats)}"
+  done
+fi
+
+# ---- freeze-time delta -------------------------------------------------------------------
+if [[ $only == *freeze* ]]; then
+  FZ=/srv/ferry-mfreeze
+  rm -rf "$(root a)$FZ" "$(root b)$FZ"; mkdir -p "$(root a)$FZ" "$(root b)$FZ"
+  head -c $((1 << 30)) /dev/urandom >"$(root a)$FZ/big.dat"
+  rewrite() {  # rewrite MiB: random 16 KiB pages, O_DIRECT, like InnoDB
+    python3 - "$(root a)$FZ/big.dat" "$1" <<'PY'
+import os, random, sys, mmap
+path, mib = sys.argv[1], int(sys.argv[2])
+fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
+buf = mmap.mmap(-1, 16384)
+pages = (1 << 30) // 16384
+for p in random.sample(range(pages), mib * 64):
+    buf.seek(0); buf.write(os.urandom(16384))
+    os.pwritev(fd, [buf], p * 16384)
+os.close(fd)
+PY
+  }
+  for tool in ferry rsync; do
+    if [[ $tool == ferry ]]; then
+      nodes_on "$FZ"; wait_in_sync
+    else
+      rsync_daemon "$FZ"; H a "${RSYNC[@]}" "$FZ/" rsync://b:8873/m/ >/dev/null
+    fi
+    for mib in 1 10 100; do
+      lines=""
+      for r in $(seq "$runs"); do
+        rewrite "$mib"
+        tx0=$(tx_bytes); t0=$(now_ms)
+        if [[ $tool == ferry ]]; then H a ferry sync --flush --timeout 300 >/dev/null; else H a "${RSYNC[@]}" "$FZ/" rsync://b:8873/m/ >/dev/null; fi
+        t1=$(now_ms); tx1=$(tx_bytes)
+        lines+="$((t1 - t0)) $((tx1 - tx0))"$'\n'
+        printf 'freeze  %-6s %3d MiB run %d: %6d ms  %6.1f MB on the wire\n' "$tool" "$mib" "$r" $((t1 - t0)) "$(awk -v b=$((tx1 - tx0)) 'BEGIN{print b/1e6}')"
+      done
+      record "freeze_${tool}_${mib}mib" "{\"ms\":$(cut -d' ' -f1 <<<"$lines" | stats),\"wire_bytes\":$(cut -d' ' -f2 <<<"$lines" | stats)}"
+    done
+    if [[ $tool == ferry ]]; then deploy/lab/nodes.sh stop >/dev/null; else rsync_stop; fi
+  done
+  cmp -s "$(root a)$FZ/big.dat" "$(root b)$FZ/big.dat" || echo "mirror_bench: WARNING: the standby's copy differs at the end" >&2
+  rm -rf "$(root a)$FZ" "$(root b)$FZ"
+fi
+
+# ---- steady-state lag under the writer -------------------------------------------------------
+if [[ $only == *lag* ]]; then
+  REF=/srv/ferry/ref
+  H a podman container exists web || { echo "mirror_bench: deploy the service on a first (ferry lab deploy --on a)" >&2; exit 2; }
+  lag_run() {  # lag_run TOOL SECONDS: marker every 100 ms on a, arrivals noted on b
+    H a sh -c "rm -f $REF/.ferry-marker"
+    H b sh -c "rm -f /tmp/mbench-arrivals; (last=''; end=\$((\$(date +%s) + $2 + 30)); while [ \$(date +%s) -lt \$end ]; do
+        v=\$(cat $REF/.ferry-marker 2>/dev/null); if [ -n \"\$v\" ] && [ \"\$v\" != \"\$last\" ]; then echo \"\$v \$(date +%s%3N)\" >>/tmp/mbench-arrivals; last=\$v; fi
+        sleep 0.01; done) >/dev/null 2>&1 </dev/null & echo \$! >/tmp/mbench-poller.pid"
+    H client sh -c "ferry writer --url http://lb --writer mbench-$1 --duration ${2}s --output json >/tmp/mbench-writer.json 2>&1 </dev/null &"
+    H a sh -c "end=\$((\$(date +%s) + $2)); while [ \$(date +%s) -lt \$end ]; do date +%s%3N >$REF/.ferry-marker.tmp && mv $REF/.ferry-marker.tmp $REF/.ferry-marker; sleep 0.1; done"
+    sleep 20  # lsyncd's 15 s delay: let the last marker arrive
+    H b sh -c 'kill $(cat /tmp/mbench-poller.pid) 2>/dev/null; true'
+    H b cat /tmp/mbench-arrivals | awk '{print $2 - $1}' >"$out/lag-$profile-$1.txt"
+    # The first minute of lsyncd is its startup copy: count from 5 s after the start.
+    local s; s=$(tail -n +50 "$out/lag-$profile-$1.txt" | stats)
+    record "lag_$1" "$s"
+    echo "lag     $1: $s (ms from a marker's write on a to its arrival on b)"
+  }
+  seconds=60
+  nodes_on "$REF"; wait_in_sync; lag_run ferry "$seconds"; deploy/lab/nodes.sh stop >/dev/null
+  for delay in 15 1; do
+    rsync_daemon "$REF"
+    H a sh -c "mkdir -p /run/mbench && cat >/run/mbench/lsyncd.lua <<EOF
+settings { logfile = '/run/mbench/lsyncd.log', statusFile = '/run/mbench/lsyncd.status', nodaemon = false, insist = true }
+sync { default.rsync, source = '$REF/', target = 'rsync://b:8873/m/', delay = $delay,
+       rsync = { archive = true, inplace = true, whole_file = false, _extra = { '--cc=xxh128', '--fsync' } } }
+EOF
+      lsyncd /run/mbench/lsyncd.lua"
+    sleep 5
+    lag_run "lsyncd-${delay}s" "$seconds"
+    H a sh -c 'pkill -x lsyncd; true'
+    rsync_stop
+  done
+fi
+echo "results: $results"
