@@ -42,10 +42,11 @@ H() { local h=$1; shift; "$FERRY" lab exec "$h" -- "$@"; }
 root() { echo "/proc/$(cat /run/ferry-lab/hosts/$1/pid)/root"; }
 now_ms() { date +%s%3N; }
 tx_bytes() { H a cat /sys/class/net/eth0/statistics/tx_bytes; }
-# CPU seconds (user+sys) of processes in a host whose command line matches $2.
+# CPU seconds (user+sys, plus reaped children's) of the process whose pid is in FILE in HOST.
+# (The lab's hosts share the machine's pid namespace: pgrep would see both nodes.)
 cpu_of() {
-  H "$1" sh -c "t=0; for p in \$(pgrep -f '$2'); do set -- \$(cut -d' ' -f14,15 /proc/\$p/stat); t=\$((t + \$1 + \$2)); done; echo \$t" |
-    awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", $1 / hz}'
+  H "$1" sh -c "p=\$(cat $2) && cut -d' ' -f14-17 /proc/\$p/stat" |
+    awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($1 + $2 + $3 + $4) / hz}'
 }
 record() {  # record KEY JSON: merges into the results file
   python3 - "$results" "$1" "$2" <<'PY'
@@ -97,14 +98,14 @@ if [[ $only == *initial* ]]; then
       tx0=$(tx_bytes)
       if [[ $tool == ferry ]]; then
         t0=$(now_ms); nodes_on "$DATA"; wait_in_sync; t1=$(now_ms)
-        cpu=$(awk -v a="$(cpu_of a 'ferry node run')" -v b="$(cpu_of b 'ferry node run')" 'BEGIN{printf "%.2f", a+b}')
+        cpu=$(awk -v a="$(cpu_of a /run/ferry/node.pid)" -v b="$(cpu_of b /run/ferry/node.pid)" 'BEGIN{printf "%.2f", a+b}')
         deploy/lab/nodes.sh stop >/dev/null
       else
         rsync_daemon "$DATA"
         t0=$(now_ms)
         cpu_a=$(H a bash -c "TIMEFORMAT='%U %S'; { time ${RSYNC[*]} $DATA/ rsync://b:8873/m/ >/dev/null; } 2>&1 | awk '{print \$1+\$2}'")
         t1=$(now_ms)
-        cpu=$(awk -v a="$cpu_a" -v b="$(cpu_of b 'rsync --daemon')" 'BEGIN{printf "%.2f", a+b}')
+        cpu=$(awk -v a="$cpu_a" -v b="$(cpu_of b /run/mbench/rsyncd.pid)" 'BEGIN{printf "%.2f", a+b}')
         rsync_stop
       fi
       tx1=$(tx_bytes)
@@ -136,7 +137,8 @@ PY
   }
   for tool in ferry rsync; do
     if [[ $tool == ferry ]]; then
-      nodes_on "$FZ"; wait_in_sync
+      # Rounds paused: the rewrite is shipped by the measured flush only (as after a freeze).
+      nodes_on "$FZ"; wait_in_sync; H a ferry sync --pause >/dev/null
     else
       rsync_daemon "$FZ"; H a "${RSYNC[@]}" "$FZ/" rsync://b:8873/m/ >/dev/null
     fi

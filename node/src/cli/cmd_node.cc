@@ -20,6 +20,8 @@ struct NodeFlags {
   std::string socket;  // empty: from the config (or its default)
   std::string output = "text";
   bool flush = false;
+  bool pause = false;
+  bool resume = false;
   int timeout_s = 60;
 };
 
@@ -80,6 +82,17 @@ int printStatus(const NodeFlags& f) {
 }
 
 int flushSync(const NodeFlags& f) {
+  if (!f.flush && !f.pause && !f.resume)
+    return fail("say what to do: ferry sync --flush | --pause | --resume", kExitUsage);
+  if (f.pause || f.resume) {
+    auto p = ask(f, {{"cmd", f.pause ? "pause" : "resume"}});
+    if (!p) return fail(p.error().message());
+    if (!f.flush) {
+      std::cout << (f.pause ? "mirroring paused: changes wait for the next 'ferry sync --flush' or --resume\n"
+                            : "mirroring resumed\n");
+      return kExitOk;
+    }
+  }
   auto r = ask(f, {{"cmd", "flush"}});
   if (!r) return fail(r.error().message());
   if (f.output == "json") {
@@ -130,8 +143,14 @@ void addNodeCommands(CLI::App& app, Cli& cli) {
 
   auto* sync_cmd = app.add_subcommand("sync", "control mirroring");
   add_common(sync_cmd);
-  sync_cmd->add_flag("--flush", flags->flush, "wait until the standby has everything written so far")
-      ->required();
+  auto* flush_flag =
+      sync_cmd->add_flag("--flush", flags->flush, "wait until the standby has everything written so far");
+  auto* pause_flag = sync_cmd->add_flag("--pause", flags->pause,
+                                        "stop the continuous rounds (a --flush still ships everything); for "
+                                        "maintenance and benchmarks");
+  auto* resume_flag = sync_cmd->add_flag("--resume", flags->resume, "continue the rounds after --pause");
+  pause_flag->excludes(resume_flag);
+  (void)flush_flag;
   sync_cmd->add_option("--timeout", flags->timeout_s, "seconds to wait")->capture_default_str();
   sync_cmd->add_option("--output", flags->output, "text or json")->check(CLI::IsMember({"text", "json"}));
   sync_cmd->callback([&cli, flags] { cli.action = [flags] { return flushSync(*flags); }; });

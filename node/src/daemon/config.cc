@@ -101,6 +101,11 @@ Result<NodeConfig> parseConfig(const std::string& text, const std::string& origi
          c.log_level = v;
          return !v.empty();
        }},
+      {"track_writes",
+       [&](const std::string& v) {
+         c.track_writes = v == "on";
+         return v == "on" || v == "off";
+       }},
       {"staging_dir",
        [&](const std::string& v) {
          c.staging_dir = v;

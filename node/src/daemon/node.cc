@@ -157,6 +157,7 @@ struct Node::Impl final : public MigrationEnv {
   uint64_t sync_bytes = 0;
   // migration requests to the engine
   bool mirroring_paused = false;  // source: no rounds (frozen / committing)
+  bool admin_paused = false;      // `ferry sync --pause`: only flushes run rounds
   bool final_requested = false;   // source: run the final round
   bool final_done = false;
   Result<FinalDelta> final_result = makeError("no final round ran");
@@ -503,6 +504,7 @@ struct Node::Impl final : public MigrationEnv {
     FERRY_TRY(persistRole("active", epoch));
     sync::MirrorOptions options;
     options.epoch = epoch;
+    options.track_writes = config.track_writes;
     auto opened = sync::DirectoryMirror::open(config.data_dir, options);
     if (!opened) return opened.error();
     replica.reset();
@@ -563,6 +565,7 @@ struct Node::Impl final : public MigrationEnv {
       std::lock_guard lock(mu);
       if (mirroring_paused) return;
       if (flush_requested > flush_started) flush_gen = flush_requested;
+      if (admin_paused && flush_gen == 0) return;
     }
     if (flush_gen == 0 && Clock::now() - last_round < kRoundInterval) return;
     last_round = Clock::now();
@@ -904,10 +907,13 @@ struct Node::Impl final : public MigrationEnv {
         {"migration", migration},
     };
     if (active()) {
-      snapshot["replica"] = {{"state", replicaStateName(state)}, {"replica_lag_bytes", lag_bytes},
-                             {"replica_lag_ms", lag_ms},         {"last_sent_seq", last_sent_seq},
-                             {"last_acked_seq", last_acked_seq}, {"resumed", resumed},
-                             {"paused", mirroring_paused}};
+      snapshot["replica"] = {{"state", replicaStateName(state)},
+                             {"replica_lag_bytes", lag_bytes},
+                             {"replica_lag_ms", lag_ms},
+                             {"last_sent_seq", last_sent_seq},
+                             {"last_acked_seq", last_acked_seq},
+                             {"resumed", resumed},
+                             {"paused", mirroring_paused || admin_paused}};
     } else if (replica) {
       auto rs = replica->resumeState();
       auto st = replica->stats();
@@ -1051,6 +1057,7 @@ Result<std::unique_ptr<Node>> Node::start(NodeConfig config) {
   if (impl->active()) {
     sync::MirrorOptions options;
     options.epoch = impl->mirror_epoch;
+    options.track_writes = c.track_writes;
     auto mirror = sync::DirectoryMirror::open(c.data_dir, options);
     if (!mirror) return mirror.error();
     impl->mirror = std::move(*mirror);
@@ -1122,6 +1129,13 @@ json Node::handle(const json& request, const ControlEmit& emit) {
     return s;
   }
   if (cmd == "flush") return impl_->flush(timeout);
+  if (cmd == "pause" || cmd == "resume") {
+    if (!impl_->active())
+      return {{"ok", false}, {"error", "this node is the standby; pause mirroring on the active node"}};
+    std::lock_guard lock(impl_->mu);
+    impl_->admin_paused = cmd == "pause";
+    return {{"ok", true}, {"paused", impl_->admin_paused}};
+  }
   if (cmd == "verify") return impl_->verify(timeout);
   if (cmd == "migrate") return impl_->migrate(request, emit);
   if (cmd == "migrations") return impl_->listMigrations(request.value("limit", std::size_t{50}));
