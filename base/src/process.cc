@@ -198,11 +198,12 @@ Result<ProcessResult> runProcess(const std::vector<std::string>& argv, const Pro
     if (err->read.get() >= 0) pfds.push_back({err->read.get(), POLLIN, 0});
     if (in->write.get() >= 0) pfds.push_back({in->write.get(), POLLOUT, 0});
     auto now = Clock::now();
-    if (!term_sent && now >= deadline) {
-      result.timed_out = true;
+    const bool cancelled = options.cancel != nullptr && options.cancel->load();
+    if (!term_sent && (now >= deadline || cancelled)) {
+      (cancelled ? result.cancelled : result.timed_out) = true;
       ::kill(-pid, SIGTERM);
       term_sent = true;
-      kill_at = now + std::chrono::seconds(1);
+      kill_at = now + options.kill_grace;
     }
     if (term_sent && now >= kill_at) {
       ::kill(-pid, SIGKILL);
@@ -243,8 +244,9 @@ Result<ProcessResult> runProcess(const std::vector<std::string>& argv, const Pro
     if (w == 0) {
       // Pipes closed but child still running (it closed its stdout): wait with the deadline.
       auto now = Clock::now();
-      if (now >= deadline) {
-        result.timed_out = true;
+      const bool cancelled = options.cancel != nullptr && options.cancel->load();
+      if (now >= deadline || cancelled) {
+        (cancelled ? result.cancelled : result.timed_out) = true;
         ::kill(-pid, SIGKILL);
         term_sent = true;
         continue;
@@ -267,6 +269,7 @@ Result<ProcessResult> runChecked(const std::vector<std::string>& argv, const Pro
     return makeError("'" + joinArgv(argv) + "' did not finish within " +
                      std::to_string(options.timeout.count()) + " ms");
   }
+  if (r->cancelled) return makeError("'" + joinArgv(argv) + "' was stopped (cancelled)");
   if (r->exit_code != 0) {
     std::string line = lastLine(r->err);
     if (line.empty()) line = lastLine(r->out);

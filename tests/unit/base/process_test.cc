@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <thread>
+
 namespace ferry {
 namespace {
 
@@ -59,6 +62,28 @@ TEST(Process, KillsOnTimeout) {
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(r->timed_out);
   EXPECT_FALSE(r->success());
+}
+
+TEST(Process, CancelStopsTheChildAndGivesItsTermHandlerTheGrace) {
+  // The child traps SIGTERM and needs a moment to clean up (like a method runner
+  // stopping its clients); cancel must not cut that short, and must not count as a timeout.
+  std::atomic<bool> cancel{false};
+  ProcessOptions o;
+  o.timeout = 30s;
+  o.cancel = &cancel;
+  o.kill_grace = 5s;
+  std::thread raiser([&] {
+    std::this_thread::sleep_for(300ms);
+    cancel = true;
+  });
+  auto r = runProcess({"bash", "-c", "trap 'sleep 0.3; echo cleaned; exit 143' TERM; sleep 30 & wait"}, o);
+  raiser.join();
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->cancelled);
+  EXPECT_FALSE(r->timed_out);
+  EXPECT_FALSE(r->success());
+  EXPECT_EQ(r->out, "cleaned\n");
+  EXPECT_LT(r->elapsed, 10s);
 }
 
 TEST(Process, CapturesStderrAndEnv) {
