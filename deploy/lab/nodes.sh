@@ -6,8 +6,10 @@
 #   nodes.sh start [HOST...]   keys (once per lab), pairing, config, start (idempotent)
 #   nodes.sh stop [HOST...]    stop the daemons (SIGTERM; replica state and journal stay)
 #   nodes.sh kill HOST...      SIGKILL the daemons (a crash, for the tests)
-#   nodes.sh reset             stop both and forget their state (journal, replica state,
-#                              roles): the next start begins with a active, b standby
+#   nodes.sh reset [--active a|b]
+#                              stop both and forget their state (journal, replica state,
+#                              roles): the next start begins with a (or the one named)
+#                              active, the other standby
 #   nodes.sh status            `ferry status` on both
 # The environment reaches the daemons (e.g. FERRY_FAILPOINTS=target.restore for a test);
 # FERRY_NODE_EXTRA adds lines to the configuration of the nodes started.
@@ -105,11 +107,21 @@ stop() {  # stop SIGNAL [HOST...]: signal the daemons and wait (bounded) until t
   done
 }
 
-reset() {
+reset() {  # reset [--active HOST]
+  local active=""
+  if (($#)); then
+    [[ $1 == --active && (${2:-} == a || ${2:-} == b) ]] || die "usage: nodes.sh reset [--active a|b]"
+    active=$2
+  fi
   stop TERM
   for h in "${NODE_HOSTS[@]}"; do
     inHost "$h" rm -rf /var/lib/ferry
-    inHost "$h" sh -c 'test -f /etc/ferry/node.conf && sed -i "/^role = /d" /etc/ferry/node.conf; true'
+    if [[ -n $active ]]; then
+      # The roles the next start keeps (start takes the role from the configuration).
+      writeConfig "$h" "$([[ $h == "$active" ]] && echo active || echo standby)"
+    else
+      inHost "$h" sh -c 'test -f /etc/ferry/node.conf && sed -i "/^role = /d" /etc/ferry/node.conf; true'
+    fi
   done
 }
 
@@ -119,7 +131,7 @@ case "$cmd" in
   start) start "$@" ;;
   stop) stop TERM "$@" ;;
   kill) (($#)) || die "kill: name the host(s)"; stop KILL "$@" ;;
-  reset) reset ;;
+  reset) reset "$@" ;;
   status) for h in "${NODE_HOSTS[@]}"; do echo "== $h"; inHost "$h" ferry status || true; done ;;
-  *) echo "usage: nodes.sh start [HOST...] | stop [HOST...] | kill HOST... | reset | status" >&2; exit 2 ;;
+  *) echo "usage: nodes.sh start [HOST...] | stop [HOST...] | kill HOST... | reset [--active a|b] | status" >&2; exit 2 ;;
 esac
