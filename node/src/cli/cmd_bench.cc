@@ -1,10 +1,14 @@
-// `ferry probe` (the downtime meter) and `ferry writer` (the consistency writer).
+// `ferry probe` (the downtime meter), `ferry writer` (the consistency writer) and
+// `ferry bench` (the study's experiment, method beside method: bench/include/ferry/bench/experiment.h).
+#include <unistd.h>
+
 #include <csignal>
 #include <iostream>
 #include <memory>
 
 #include "cli.h"
 #include "ferry/base/files.h"
+#include "ferry/bench/experiment.h"
 #include "ferry/bench/probe.h"
 #include "ferry/bench/writer.h"
 
@@ -194,6 +198,58 @@ void addDurationFlags(CLI::App* cmd, DurationFlags& d, const std::string& interv
       ->capture_default_str();
 }
 
+struct ExperimentFlags {
+  bench::BenchOptions o;
+  std::string rows;
+  std::string state_mb = "0";
+  std::string methods = "thesis,podman,ferry";
+  int run_timeout_s = 0;
+  bool report_only = false;
+  std::string command_line;
+};
+
+int runExperimentCommand(ExperimentFlags f) {
+  if (f.o.out_dir.empty()) return fail("--out DIR is required", kExitUsage);
+  auto root = findSourceDir("bench/methods/lib.sh");
+  if (!root) return fail(root.error().message());
+  f.o.published_csv = *root / "bench/reference/thesis-results.csv";
+  if (f.report_only) {
+    auto st = bench::reportFromDirectory(f.o.out_dir, f.o.published_csv, /*run_gnuplot=*/true);
+    if (!st.ok()) return fail(st.error().message());
+    std::cout << (f.o.out_dir / "summary.md").string() << "\n";
+    return kExitOk;
+  }
+  auto rows = bench::parseIntList(f.rows, "rows");
+  if (!rows) return fail(rows.error().message(), kExitUsage);
+  auto states = bench::parseIntList(f.state_mb, "state-mb");
+  if (!states) return fail(states.error().message(), kExitUsage);
+  auto methods = bench::parseMethods(f.methods);
+  if (!methods) return fail(methods.error().message(), kExitUsage);
+  f.o.rows = *rows;
+  f.o.state_mb = *states;
+  f.o.methods = *methods;
+  f.o.command_line = f.command_line;
+  if (auto st = bench::validateOptions(f.o); !st.ok()) return fail(st.error().message(), kExitUsage);
+  if (f.run_timeout_s < 0) return fail("--run-timeout must be 0 (derived) or more seconds", kExitUsage);
+  if (::geteuid() != 0)
+    return fail("ferry bench drives the lab: run it as root (or --report-only)", kExitUsage);
+
+  std::error_code ec;
+  bench::LabPaths paths;
+  paths.ferry = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return fail("cannot find this executable (/proc/self/exe): " + ec.message());
+  paths.repo = *root;
+  paths.run_timeout = std::chrono::seconds(f.run_timeout_s);
+  installStopHandlers();
+  auto lab = bench::makeLabActions(paths, &g_stop);
+  auto outcome = bench::runBench(f.o, *lab, std::cerr, g_stop);
+  if (!outcome) return fail(outcome.error().message());
+  std::cerr << "ferry bench: " << outcome->ok << " ok, " << outcome->failed << " failed in this invocation ("
+            << outcome->skipped << " done before)" << (outcome->stopped ? "; stopped — rerun to resume" : "")
+            << "\n";
+  return outcome->failed == 0 && !outcome->stopped ? kExitOk : kExitFailure;
+}
+
 }  // namespace
 
 void addBenchCommands(CLI::App& app, Cli& cli) {
@@ -229,6 +285,54 @@ void addBenchCommands(CLI::App& app, Cli& cli) {
                    "do not write: check the rows of an earlier run of --writer ID");
   writer->add_option("--output", wf->output, "text or json")->capture_default_str();
   writer->callback([wf, &cli] { cli.action = [wf] { return runWriterCommand(*wf); }; });
+
+  auto ef = std::make_shared<ExperimentFlags>();
+  auto* bench_cmd = app.add_subcommand(
+      "bench",
+      "the study's experiment on the lab, its method beside plain Podman and ferry: for every method × rows "
+      "× "
+      "state, runs alternating a→b, b→a under the probe and the writer; DIR/runs.csv, DIR/summary.md, plots");
+  bench_cmd->add_option("--profile", ef->o.profile, "lab link profile: lan, cloud, wan or edge")
+      ->capture_default_str();
+  bench_cmd->add_flag("--shared-storage", ef->o.shared_storage,
+                      "data directory on storage shared by a and b (the study's local-nfs; not with ferry)");
+  bench_cmd->add_option("--rows", ef->rows, "users in the table, comma-separated: 100,500,1000,5000,10000");
+  bench_cmd->add_option("--state-mb", ef->state_mb, "MB of database state held in memory, comma-separated")
+      ->capture_default_str();
+  bench_cmd->add_option("--runs", ef->o.runs, "runs per cell (directions alternate)")->capture_default_str();
+  bench_cmd->add_option("--methods", ef->methods, "thesis, podman, ferry (comma-separated)")
+      ->capture_default_str();
+  bench_cmd
+      ->add_option("--out", ef->o.out_dir,
+                   "directory for runs.csv, summary.md, plots/ (resumes if it has runs)")
+      ->required();
+  bench_cmd->add_option("--video-mb", ef->o.video_mb, "MB of video in the service (the study: 625)")
+      ->capture_default_str();
+  bench_cmd->add_flag("--browser", ef->o.browser,
+                      "also check the Chromium session before and after each move");
+  bench_cmd->add_option("--run-timeout", ef->run_timeout_s,
+                        "seconds one run may take (default: from the profile's link rate and the sizes)");
+  bench_cmd->add_flag("--report-only", ef->report_only,
+                      "only rewrite summary.md and the plots from DIR/runs.csv");
+  bench_cmd->callback([ef, &cli] {
+    std::string line = "ferry bench";
+    for (const auto& [flag, value] :
+         std::vector<std::pair<std::string, std::string>>{{"--profile", ef->o.profile},
+                                                          {"--rows", ef->rows},
+                                                          {"--state-mb", ef->state_mb},
+                                                          {"--runs", std::to_string(ef->o.runs)},
+                                                          {"--methods", ef->methods},
+                                                          {"--video-mb", std::to_string(ef->o.video_mb)}})
+      line += " " + flag + " " + value;
+    if (ef->o.shared_storage) line += " --shared-storage";
+    if (ef->o.browser) line += " --browser";
+    ef->command_line = line;
+    cli.action = [ef] {
+      if (!ef->report_only && ef->rows.empty())
+        return fail("--rows is required, e.g. --rows 100,10000", kExitUsage);
+      return runExperimentCommand(*ef);
+    };
+  });
 }
 
 }  // namespace ferry::cli

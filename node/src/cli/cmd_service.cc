@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -26,26 +25,10 @@ struct DeployOptions {
   int timeout_s = 0;  // 0: the script's own default (grows with --state-mb)
 };
 
-// The repository holding deploy/service/: $FERRY_SOURCE_DIR, else the first ancestor of
-// this executable that has it (a build tree inside the checkout), else /opt/ferry/src
-// (where the lab mounts the repository inside its hosts).
 Result<fs::path> findServiceDir() {
-  std::vector<fs::path> candidates;
-  if (const char* env = std::getenv("FERRY_SOURCE_DIR"); env != nullptr && *env != '\0')
-    candidates.emplace_back(env);
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    for (fs::path p = exe.parent_path(); !p.empty() && p != p.root_path(); p = p.parent_path())
-      candidates.push_back(p);
-  }
-  candidates.emplace_back("/opt/ferry/src");
-  for (const auto& root : candidates) {
-    fs::path dir = root / "deploy" / "service";
-    if (fs::exists(dir / "deploy.sh", ec)) return dir;
-  }
-  return makeError("cannot find deploy/service/deploy.sh near " + exe.string() + " or in /opt/ferry/src",
-                   "set FERRY_SOURCE_DIR to the ferry checkout");
+  auto root = findSourceDir("deploy/service/deploy.sh");
+  if (!root) return root.error();
+  return *root / "deploy" / "service";
 }
 
 int runDeploy(const DeployOptions& o) {

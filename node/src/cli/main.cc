@@ -1,5 +1,7 @@
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <vector>
 
 #include "cli.h"
 #include "ferry/base/log.h"
@@ -9,6 +11,25 @@ namespace ferry::cli {
 int fail(const std::string& message, int code) {
   std::cerr << "ferry: " << message << "\n";
   return code;
+}
+
+Result<std::filesystem::path> findSourceDir(const std::string& marker) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> candidates;
+  if (const char* env = std::getenv("FERRY_SOURCE_DIR"); env != nullptr && *env != '\0')
+    candidates.emplace_back(env);
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    for (fs::path p = exe.parent_path(); !p.empty() && p != p.root_path(); p = p.parent_path())
+      candidates.push_back(p);
+  }
+  candidates.emplace_back("/opt/ferry/src");
+  for (const auto& root : candidates) {
+    if (fs::exists(root / marker, ec)) return root;
+  }
+  return makeError("cannot find " + marker + " near " + exe.string() + " or in /opt/ferry/src",
+                   "set FERRY_SOURCE_DIR to the ferry checkout");
 }
 
 }  // namespace ferry::cli
