@@ -4,10 +4,10 @@
 # arranges it); the data directory is already mirrored, so only the checkpoint and the
 # last delta move. Roles swap on commit: the next run goes the other way.
 # Figures: ferry's own (downtime_ms = first freeze → last restore done, migration_ms =
-# the command's run time) and the study's, read off the same report: downtime from the
-# start of the freeze phase to the end of the restore phase; migration time = the
-# source's run time + the target's (restore + health check), as the study summed its two
-# scripts. Absolute times (for the probe's timeline) are the command's start on this
+# command start → commit decision) and the study's, read off the same report: downtime
+# from the start of the freeze phase to the end of the restore phase; migration time =
+# the source's whole run (total_ms, cleanup included) + the target's (restore + health
+# check), as the study summed its two scripts. Absolute times (for the probe's timeline) are the command's start on this
 # machine's clock plus the report's offsets.
 # Usage and output: bench/methods/lib.sh (the runner contract).
 set -euo pipefail
@@ -45,7 +45,7 @@ method=$(jq -c --argjson t0 "$t0" --arg switch "${switch:-none}" '
    data_sync_bytes: need("last_delta_bytes"),
    downtime_ferry_ms: need("downtime_ms"), migration_ferry_ms: need("migration_ms"),
    downtime_study_ms: ($restored - $freeze),
-   sender_total_ms: need("migration_ms"),
+   sender_total_ms: (.total_ms // need("migration_ms")),
    receiver_total_ms: ((.target_restore_ms // 0) + (.target_health_ms // 0)),
    down_unix_ms: ($t0 + $freeze), up_unix_ms: ($t0 + $freeze + need("downtime_ms")),
    phases: [.phases[] | {name, start_ms, end_ms, ms, bytes: (.bytes // 0)}]}

@@ -9,7 +9,8 @@
 # the archives are written to the shared directory and nothing is copied.
 # Server-side figures: downtime from the first checkpoint's start to the end of the last
 # restore (the study's definition and ferry's coincide here); the study's migration time
-# = source-side work (checkpoint, copy, cleanup) + target-side work (restore, reload).
+# = source-side work (checkpoint, copy, cleanup) + target-side work (restore, reload);
+# ferry's = first checkpoint → lb reloaded (the commit point; cleanup after it).
 # Usage and output: bench/methods/lib.sh (the runner contract).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -57,19 +58,19 @@ step "nginx on lb reloaded"
 phase_begin "lb reload"
 "$SERVICE_DIR/lb.sh" apply >/dev/null 2>&1 || die "nginx reload on lb failed"
 phase_end "lb reload"
+switched=$(now_ms)
 
 step "cleanup on $FROM (containers, archives)"
 phase_begin cleanup
 hpodman "$FROM" rm -f -t 0 --ignore web db >/dev/null
 for h in "$FROM" "$TO"; do on_host "$h" find "$cp_dir" -mindepth 1 -delete; done
 phase_end cleanup
-end=$(now_ms)
 
 clients_stop
 
 down=$(phase_start_unix_ms checkpoint)
 method=$(jq -c -n --argjson phases "$BENCH_PHASES" --argjson archives "$archives" --argjson moved "$moved" \
-  --argjson down "$down" --argjson up "$up" --argjson finish "$end" '
+  --argjson down "$down" --argjson up "$up" --argjson switched "$switched" '
   def ms(n): [$phases[] | select(.name == n) | .ms] | add // 0;
   {mode: "stop-and-copy", switch_driver: "nginx-reload",
    bytes_moved: $moved, checkpoint_bytes: $archives, checkpoint_wire_bytes: ([$archives, $moved] | min),
@@ -77,6 +78,6 @@ method=$(jq -c -n --argjson phases "$BENCH_PHASES" --argjson archives "$archives
    downtime_study_ms: ($up - $down), downtime_ferry_ms: ($up - $down),
    sender_total_ms: (ms("checkpoint") + ms("copy") + ms("cleanup")),
    receiver_total_ms: (ms("restore") + ms("lb reload")),
-   migration_ferry_ms: ($finish - $down), down_unix_ms: $down, up_unix_ms: $up}
+   migration_ferry_ms: ($switched - $down), down_unix_ms: $down, up_unix_ms: $up}
   | .migration_study_ms = (.sender_total_ms + .receiver_total_ms)')
 emit "$method"

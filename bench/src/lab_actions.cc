@@ -15,6 +15,7 @@ namespace {
 using std::chrono::minutes;
 using std::chrono::seconds;
 
+constexpr std::string_view kLocalData = "/srv/ferry/ref";  // deploy/service/lib.sh's DATA_DIR
 constexpr std::string_view kSharedData = "/srv/ferry-shared/ref";
 
 // The link's nominal rate (Mbit/s), for deadlines only.
@@ -53,8 +54,15 @@ class ScriptLab final : public LabActions {
                     "--video-mb", std::to_string(o.video_mb), "--state-mb", std::to_string(run.state_mb)},
                    minutes(60)));
     if (run.method != "ferry") return okStatus();
+    // A fresh pair: the standby's old copy goes (a fresh replica fills it from scratch),
+    // the nodes forget their roles and start with run.from active.
+    const std::string standby = run.from == "a" ? "b" : "a";
+    FERRY_TRY(step(o, "removing the old copy on " + standby,
+                   {p_.ferry.string(), "lab", "exec", standby, "--", "rm", "-rf", serviceData(o)},
+                   minutes(2)));
     FERRY_TRY(step(o, "nodes.sh reset --active " + run.from, {"bash", nodes, "reset", "--active", run.from},
-                   minutes(3)));
+                   minutes(2)));
+    FERRY_TRY(step(o, "nodes.sh start", {"bash", nodes, "start"}, minutes(2)));
     auto t = transferSeconds(o, run);
     return step(o, "ferry sync --flush on " + run.from,
                 {p_.ferry.string(), "lab", "exec", run.from, "--", "ferry", "sync", "--flush", "--timeout",
@@ -115,11 +123,15 @@ class ScriptLab final : public LabActions {
   void setStop(const std::atomic<bool>* stop) { stop_ = stop; }
 
  private:
+  static std::string serviceData(const BenchOptions& o) {
+    return std::string(o.shared_storage ? kSharedData : kLocalData);
+  }
+
   ProcessOptions options(const BenchOptions& o) const {
     ProcessOptions po;
     po.env["FERRY_BIN"] = p_.ferry.string();  // the hosts get this very binary
     po.env["FERRY_SOURCE_DIR"] = p_.repo.string();
-    if (o.shared_storage) po.env["FERRY_SERVICE_DATA"] = std::string(kSharedData);
+    po.env["FERRY_SERVICE_DATA"] = serviceData(o);
     return po;
   }
 

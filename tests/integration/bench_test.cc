@@ -1,42 +1,24 @@
 // `ferry bench` in the real lab (issue 7): a tiny version of the study's experiment —
 // profile lan, 100 rows, one run of each method (thesis, podman, ferry), 20 MB of video —
 // and a check of its files and of every column of runs.csv, read as an outsider would.
-// Needs root; `ferry bench` brings the lab up itself. Takes several minutes (three
-// deploys, an SSH set-up, three migrations). Afterwards the ferry nodes are reset to `a`
-// active and stopped, so later tests find the lab as `lab up` leaves it.
-#include <gtest/gtest.h>
-#include <unistd.h>
-
-#include <chrono>
+// Needs root; `ferry bench` brings the lab up itself (profile lan). Takes several minutes
+// (three deploys, an SSH set-up, three migrations). Afterwards the ferry nodes are reset
+// (stopped, a the next active), so later tests find them as `lab up` leaves them.
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
-#include "ferry/base/process.h"
+#include "lab_support.h"
 
 namespace {
 
 namespace fs = std::filesystem;
-using namespace std::chrono_literals;
+using namespace ferry::labtest;
 
-const std::string kFerry = FERRY_BIN;
-const std::string kNodes = std::string(FERRY_SOURCE_DIR) + "/deploy/lab/nodes.sh";
-
-ferry::ProcessResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
-  ferry::ProcessOptions o;
-  o.timeout = timeout;
-  o.env = {{"FERRY_BIN", kFerry}};
-  auto r = ferry::runProcess(argv, o);
-  if (!r) {
-    ADD_FAILURE() << "cannot start " << ferry::joinArgv(argv) << ": " << r.error().message();
-    return {};
-  }
-  return std::move(r.value());
-}
+const std::string kNodes = kSource + "/deploy/lab/nodes.sh";
 
 // runs.csv, parsed independently of ferry's own reader: RFC 4180 quoting, no line breaks
 // inside fields.
@@ -103,14 +85,13 @@ TEST(BenchCli, BadInputIsAUsageErrorBeforeTheLabIsTouched) {
 class BenchLabTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (geteuid() != 0) GTEST_SKIP() << "the lab needs root";
+    if (!isRoot()) GTEST_SKIP() << "the lab needs root";
     dir_ = fs::path("/var/tmp") / ("ferry-bench-it-" + std::to_string(::getpid()));
     fs::remove_all(dir_);
   }
   void TearDown() override {
-    if (geteuid() != 0) return;
-    run({"bash", kNodes, "reset", "--active", "a"}, 180s);
-    run({"bash", kNodes, "stop"}, 60s);
+    // Later tests expect the nodes stopped and a the next active (nodes.sh reset does both).
+    if (isRoot()) run({"bash", kNodes, "reset"}, 180s);
   }
   fs::path dir_;
 };
