@@ -9,8 +9,9 @@
 #             O_DIRECT: time until the standby is identical and fsynced (ferry: sync
 #             --flush; rsync: one run); ferry's path is what a migration pays after the freeze
 #   lag       the reference service under the consistency writer (every 20 ms through lb)
-#             plus a marker file rewritten every 100 ms with its write time; on b a poller
-#             notes when each marker value arrives: p50/p99 of (arrival - write)
+#             plus a marker file rewritten every 100 ms with its write time; every 50 ms a
+#             poller on b reads it: lag = now - the write time it finds (how stale the
+#             standby is), p50/p99 over the run
 # Usage: bench/mirror_bench.sh --out DIR [--profile cloud] [--runs 3] [--only initial,freeze,lag]
 # The lab must be up (ferry lab up --profile P); the reference service deployed for `lag`.
 # Prints a table and writes DIR/mirror-<profile>.json.
@@ -58,6 +59,7 @@ PY
 stats() {  # stats < numbers: min median max (and p99 when many)
   python3 -c 'import sys,statistics as s
 v=sorted(float(x) for x in sys.stdin.read().split())
+if not v: print("{\"n\":0}"); sys.exit(0)
 p=lambda q: v[min(len(v)-1,int(q*len(v)))]
 print("{\"min\":%.1f,\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f,\"n\":%d}"%(v[0],s.median(v),p(0.99),v[-1],len(v)))'
 }
@@ -165,19 +167,22 @@ if [[ $only == *lag* ]]; then
   REF=/srv/ferry/ref
   H a podman container exists web || { echo "mirror_bench: deploy the service on a first (ferry lab deploy --on a)" >&2; exit 2; }
   lag_run() {  # lag_run TOOL SECONDS: marker every 100 ms on a, arrivals noted on b
+    local start; start=$(now_ms)
     H a sh -c "rm -f $REF/.ferry-marker"
     H b sh -c "rm -f /tmp/mbench-arrivals; (last=''; end=\$((\$(date +%s) + $2 + 30)); while [ \$(date +%s) -lt \$end ]; do
-        v=\$(cat $REF/.ferry-marker 2>/dev/null); if [ -n \"\$v\" ] && [ \"\$v\" != \"\$last\" ]; then echo \"\$v \$(date +%s%3N)\" >>/tmp/mbench-arrivals; last=\$v; fi
-        sleep 0.01; done) >/dev/null 2>&1 </dev/null & echo \$! >/tmp/mbench-poller.pid"
+        v=\$(cat $REF/.ferry-marker 2>/dev/null); [ -n \"\$v\" ] && echo \"\$v \$(date +%s%3N)\" >>/tmp/mbench-arrivals
+        sleep 0.05; done) >/dev/null 2>&1 </dev/null & echo \$! >/tmp/mbench-poller.pid"
     H client sh -c "ferry writer --url http://lb --writer mbench-$1 --duration ${2}s --output json >/tmp/mbench-writer.json 2>&1 </dev/null &"
     H a sh -c "end=\$((\$(date +%s) + $2)); while [ \$(date +%s) -lt \$end ]; do date +%s%3N >$REF/.ferry-marker.tmp && mv $REF/.ferry-marker.tmp $REF/.ferry-marker; sleep 0.1; done"
+    local stop; stop=$(now_ms)
     sleep 20  # lsyncd's 15 s delay: let the last marker arrive
     H b sh -c 'kill $(cat /tmp/mbench-poller.pid) 2>/dev/null; true'
-    H b cat /tmp/mbench-arrivals | awk '{print $2 - $1}' >"$out/lag-$profile-$1.txt"
-    # The first minute of lsyncd is its startup copy: count from 5 s after the start.
-    local s; s=$(tail -n +50 "$out/lag-$profile-$1.txt" | stats)
+    # Samples from the first 5 s are left out (lsyncd's start-up copy runs then), and
+    # those after the last marker was written.
+    H b cat /tmp/mbench-arrivals | awk -v from=$((start + 5000)) -v to="$stop" '$2 >= from && $2 <= to {print $2 - $1}' >"$out/lag-$profile-$1.txt"
+    local s; s=$(stats <"$out/lag-$profile-$1.txt")
     record "lag_$1" "$s"
-    echo "lag     $1: $s (ms from a marker's write on a to its arrival on b)"
+    echo "lag     $1: $s (ms the standby is behind: now - the write time of the marker it holds)"
   }
   seconds=60
   nodes_on "$REF"; wait_in_sync; lag_run ferry "$seconds"; deploy/lab/nodes.sh stop >/dev/null
