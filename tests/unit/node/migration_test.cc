@@ -39,6 +39,10 @@ struct Pair {
     b->runtime.addImage(kDbImage);
   }
   ~Pair() {
+    // Both coordinators stop (joining their migration threads) before either node goes:
+    // a target still waiting for a decision talks to its peer until it is stopped.
+    a->coordinator.reset();
+    b->coordinator.reset();
     a.reset();
     b.reset();
     std::error_code ec;
