@@ -6,12 +6,19 @@
 //      the release call to each answer, and how long release() itself takes.
 // Not a test. Run it on a quiet machine; it prints the machine's load with the numbers.
 //   ferry_proxy_bench [--requests 20000] [--clients 8] [--seconds 5] [--held 200] [--runs 5]
+//                     [--compare-haproxy-lua switchover/bench/haproxy-lua]
+// With --compare-haproxy-lua the same series runs through HAProxy (one thread) with the
+// Lua hold action of that directory: the evidence behind switchover/README.md's choice.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <csignal>
+#include <functional>
 
 #include <algorithm>
 #include <atomic>
@@ -130,7 +137,8 @@ int connectTo(const Endpoint& e) {
 
 // One GET on `fd`; true when the whole "200 ok" came back.
 bool get(int fd, bool close) {
-  const std::string req = std::string("GET /x HTTP/1.1\r\nHost: b\r\n") + (close ? "Connection: close\r\n" : "") + "\r\n";
+  const std::string req =
+      std::string("GET /x HTTP/1.1\r\nHost: b\r\n") + (close ? "Connection: close\r\n" : "") + "\r\n";
   if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) return false;
   std::string got;
   char buf[4096];
@@ -149,7 +157,9 @@ struct Stats {
 Stats stats(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   if (v.empty()) return {};
-  auto at = [&](double q) { return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))]; };
+  auto at = [&](double q) {
+    return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
+  };
   return {at(0.50), at(0.99), v.back()};
 }
 
@@ -201,18 +211,115 @@ std::string load() {
   return l;
 }
 
+// A front to measure: ferry's proxy, or HAProxy with the Lua hold action.
+struct Front {
+  std::string name;
+  Endpoint endpoint;
+  std::function<bool()> hold;
+  std::function<uint64_t()> heldNow;
+  std::function<bool(const Endpoint&)> release;
+};
+
+// One command on HAProxy's stats socket.
+std::string haproxyCommand(const std::string& socket, const std::string& cmd) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", socket.c_str());
+  std::string out;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    const std::string line = cmd + "\n";
+    (void)!::write(fd, line.data(), line.size());
+    char buf[4096];
+    for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+uint16_t freePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+void measure(const Front& f, const Responder& a, const Responder& b, int requests, int clients,
+             double seconds, int held, int runs) {
+  std::printf("== %s (front %s)\n", f.name.c_str(), f.endpoint.str().c_str());
+  for (const bool alive : {true, false}) {
+    const int n = alive ? requests : requests / 4;
+    for (int r = 0; r < runs; ++r) {
+      const Stats d = stats(alive ? keptAlive(a.endpoint(), n) : fresh(a.endpoint(), n));
+      const Stats p = stats(alive ? keptAlive(f.endpoint, n) : fresh(f.endpoint, n));
+      std::printf(
+          "%-10s run %d: direct p50 %6.1f us p99 %7.1f us | via %s p50 %6.1f us p99 %7.1f us | +%5.1f us "
+          "p50\n",
+          alive ? "keepalive" : "fresh", r + 1, d.p50, d.p99, f.name.c_str(), p.p50, p.p99, p.p50 - d.p50);
+    }
+  }
+  for (int r = 0; r < runs; ++r) {
+    const double d = throughput(a.endpoint(), clients, seconds);
+    const double p = throughput(f.endpoint, clients, seconds);
+    std::printf("throughput run %d (%d clients): direct %8.0f req/s | via %s %8.0f req/s\n", r + 1, clients,
+                d, f.name.c_str(), p);
+  }
+  // Hold/release: `held` fresh-connection GETs held, then released to the other backend.
+  for (int r = 0; r < runs; ++r) {
+    const Endpoint to = r % 2 == 0 ? b.endpoint() : a.endpoint();
+    if (!f.hold()) return;
+    std::vector<std::future<Clock::time_point>> answers;
+    for (int i = 0; i < held; ++i) {
+      answers.push_back(std::async(std::launch::async, [&] {
+        const int fd = connectTo(f.endpoint);
+        const bool ok = fd >= 0 && get(fd, true);
+        if (fd >= 0) ::close(fd);
+        return ok ? Clock::now() : Clock::time_point{};
+      }));
+    }
+    for (int i = 0; i < 5000 && f.heldNow() != static_cast<uint64_t>(held); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    const auto t0 = Clock::now();
+    const bool released = f.release(to);
+    const double callUs = usSince(t0);
+    std::vector<double> us;
+    int failed = 0;
+    for (auto& fut : answers) {
+      const auto t = fut.get();
+      if (t == Clock::time_point{}) {
+        ++failed;
+        continue;
+      }
+      us.push_back(std::chrono::duration<double, std::micro>(t - t0).count());
+    }
+    const Stats s = stats(us);
+    std::printf(
+        "release run %d: %d held, release %.0f us, answers after it p50 %.0f us max %.0f us, failed %d\n",
+        r + 1, held, callUs, s.p50, s.max, failed);
+    if (!released) return;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int requests = 20000, clients = 8, held = 200, runs = 5;
   double seconds = 5;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i];
-    if (a == "--requests") requests = std::atoi(argv[i + 1]);
-    if (a == "--clients") clients = std::atoi(argv[i + 1]);
-    if (a == "--seconds") seconds = std::atof(argv[i + 1]);
-    if (a == "--held") held = std::atoi(argv[i + 1]);
-    if (a == "--runs") runs = std::atoi(argv[i + 1]);
+  std::string luaDir;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    const char* next = i + 1 < argc ? argv[i + 1] : "0";
+    if (arg == "--requests") requests = std::atoi(next);
+    if (arg == "--clients") clients = std::atoi(next);
+    if (arg == "--seconds") seconds = std::atof(next);
+    if (arg == "--held") held = std::atoi(next);
+    if (arg == "--runs") runs = std::atoi(next);
+    if (arg == "--compare-haproxy-lua") luaDir = next;  // the directory of hold.lua and haproxy.cfg.tmpl
   }
   ferry::log::setLevel("warn");
   Responder a, b;
@@ -226,62 +333,59 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "proxy: %s\n", proxy.error().message().c_str());
     return 1;
   }
-  const Endpoint front = *(*proxy)->front("bench");
   std::printf("load before: %s (nproc %u)\n", load().c_str(), std::thread::hardware_concurrency());
+  HandoffProxy& p = **proxy;
+  Front ferryFront{"ferry", *p.front("bench"),
+                   [&] {
+                     return p
+                         .hold("bench", std::chrono::seconds(30), std::chrono::milliseconds(100),
+                               std::chrono::seconds(60))
+                         .ok();
+                   },
+                   [&] {
+                     auto cnt = p.counters("bench");
+                     return cnt.ok() ? cnt->held_now : 0;
+                   },
+                   [&](const Endpoint& to) { return p.release("bench", to).ok(); }};
+  measure(ferryFront, a, b, requests, clients, seconds, held, runs);
+  p.stop();
 
-  for (const bool alive : {true, false}) {
-    const int n = alive ? requests : requests / 4;
-    for (int r = 0; r < runs; ++r) {
-      const Stats d = stats(alive ? keptAlive(a.endpoint(), n) : fresh(a.endpoint(), n));
-      const Stats p = stats(alive ? keptAlive(front, n) : fresh(front, n));
-      std::printf("%-10s run %d: direct p50 %6.1f us p99 %6.1f us | proxy p50 %6.1f us p99 %6.1f us | +%5.1f us p50\n",
-                  alive ? "keepalive" : "fresh", r + 1, d.p50, d.p99, p.p50, p.p99, p.p50 - d.p50);
+  if (!luaDir.empty()) {
+    // HAProxy (one thread, like ferry's proxy) with the Lua hold action.
+    char tmpl[] = "/tmp/ferry-lua-bench-XXXXXX";
+    const std::string dir = ::mkdtemp(tmpl);
+    const uint16_t port = freePort();
+    std::ifstream in(luaDir + "/haproxy.cfg.tmpl");
+    std::string cfg((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto subst = [&](const std::string& key, const std::string& value) {
+      for (size_t at; (at = cfg.find(key)) != std::string::npos;) cfg.replace(at, key.size(), value);
+    };
+    subst("@DIR@", dir);
+    subst("@LUA@", luaDir + "/hold.lua");
+    subst("@FRONT@", std::to_string(port));
+    subst("@BACKEND@", std::to_string(a.endpoint().port));
+    std::ofstream(dir + "/haproxy.cfg") << cfg;
+    if (std::system(("haproxy -f " + dir + "/haproxy.cfg").c_str()) != 0) {
+      std::fprintf(stderr, "haproxy did not start (is it installed?)\n");
+      return 1;
     }
-  }
-  for (int r = 0; r < runs; ++r) {
-    const double d = throughput(a.endpoint(), clients, seconds);
-    const double p = throughput(front, clients, seconds);
-    std::printf("throughput run %d (%d clients): direct %8.0f req/s | proxy %8.0f req/s\n", r + 1, clients, d, p);
-  }
-
-  // Hold/release: `held` fresh-connection GETs held, then released to b.
-  for (int r = 0; r < runs; ++r) {
-    const Endpoint to = r % 2 == 0 ? b.endpoint() : a.endpoint();
-    auto h = (*proxy)->hold("bench", std::chrono::seconds(30), std::chrono::milliseconds(100), std::chrono::seconds(60));
-    if (!h.ok()) return 1;
-    std::vector<std::future<Clock::time_point>> answers;
-    for (int i = 0; i < held; ++i) {
-      answers.push_back(std::async(std::launch::async, [&] {
-        const int fd = connectTo(front);
-        const bool ok = fd >= 0 && get(fd, true);
-        if (fd >= 0) ::close(fd);
-        return ok ? Clock::now() : Clock::time_point{};
-      }));
-    }
-    for (int i = 0; i < 5000; ++i) {
-      auto cnt = (*proxy)->counters("bench");
-      if (cnt.ok() && cnt->held_now == static_cast<uint64_t>(held)) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    const auto t0 = Clock::now();
-    auto rel = (*proxy)->release("bench", to);
-    const double callUs = usSince(t0);
-    std::vector<double> us;
-    int failed = 0;
-    for (auto& f : answers) {
-      const auto t = f.get();
-      if (t == Clock::time_point{}) {
-        ++failed;
-        continue;
-      }
-      us.push_back(std::chrono::duration<double, std::micro>(t - t0).count());
-    }
-    const Stats s = stats(us);
-    std::printf("release run %d: %d held, release() %.0f us, answers after release p50 %.0f us max %.0f us, failed %d\n",
-                r + 1, held, callUs, s.p50, s.max, failed);
-    if (!rel.ok()) return 1;
+    const std::string sock = dir + "/admin.sock";
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    Front lua{
+        "haproxy+lua",
+        {"127.0.0.1", port},
+        [&] { return haproxyCommand(sock, "ferry hold") == "\n"; },
+        [&] { return static_cast<uint64_t>(std::atoll(haproxyCommand(sock, "ferry waiting").c_str())); },
+        [&](const Endpoint& to) {
+          (void)haproxyCommand(sock, "set server be/s1 addr 127.0.0.1 port " + std::to_string(to.port));
+          return haproxyCommand(sock, "ferry release") == "\n";
+        }};
+    measure(lua, a, b, requests, clients, seconds, held, runs);
+    std::ifstream pidIn(dir + "/haproxy.pid");
+    int pid = 0;
+    pidIn >> pid;
+    if (pid > 1) ::kill(pid, SIGTERM);
   }
   std::printf("load after: %s\n", load().c_str());
-  (*proxy)->stop();
   return 0;
 }
