@@ -56,8 +56,10 @@ class Responder {
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(lfd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    ::listen(lfd_, 1024);
+    if (::bind(lfd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(lfd_, 1024) != 0) {
+      std::perror("responder");
+      std::exit(1);
+    }
     socklen_t len = sizeof a;
     ::getsockname(lfd_, reinterpret_cast<sockaddr*>(&a), &len);
     port_ = ntohs(a.sin_port);
@@ -191,6 +193,7 @@ double throughput(const Endpoint& e, int clients, double seconds) {
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> done{0};
   std::vector<std::thread> threads;
+  threads.reserve(static_cast<size_t>(clients));
   for (int c = 0; c < clients; ++c) {
     threads.emplace_back([&] {
       const int fd = connectTo(e);
@@ -242,7 +245,7 @@ uint16_t freePort() {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  (void)::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
   socklen_t len = sizeof a;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
   ::close(fd);
@@ -274,6 +277,7 @@ void measure(const Front& f, const Responder& a, const Responder& b, int request
     const Endpoint to = r % 2 == 0 ? b.endpoint() : a.endpoint();
     if (!f.hold()) return;
     std::vector<std::future<Clock::time_point>> answers;
+    answers.reserve(static_cast<size_t>(held));
     for (int i = 0; i < held; ++i) {
       answers.push_back(std::async(std::launch::async, [&] {
         const int fd = connectTo(f.endpoint);
@@ -314,11 +318,11 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     const char* next = i + 1 < argc ? argv[i + 1] : "0";
-    if (arg == "--requests") requests = std::atoi(next);
-    if (arg == "--clients") clients = std::atoi(next);
-    if (arg == "--seconds") seconds = std::atof(next);
-    if (arg == "--held") held = std::atoi(next);
-    if (arg == "--runs") runs = std::atoi(next);
+    if (arg == "--requests") requests = static_cast<int>(std::strtol(next, nullptr, 10));
+    if (arg == "--clients") clients = static_cast<int>(std::strtol(next, nullptr, 10));
+    if (arg == "--seconds") seconds = std::strtod(next, nullptr);
+    if (arg == "--held") held = static_cast<int>(std::strtol(next, nullptr, 10));
+    if (arg == "--runs") runs = static_cast<int>(std::strtol(next, nullptr, 10));
     if (arg == "--compare-haproxy-lua") luaDir = next;  // the directory of hold.lua and haproxy.cfg.tmpl
   }
   ferry::log::setLevel("warn");
@@ -371,15 +375,14 @@ int main(int argc, char** argv) {
     }
     const std::string sock = dir + "/admin.sock";
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    Front lua{
-        "haproxy+lua",
-        {"127.0.0.1", port},
-        [&] { return haproxyCommand(sock, "ferry hold") == "\n"; },
-        [&] { return static_cast<uint64_t>(std::atoll(haproxyCommand(sock, "ferry waiting").c_str())); },
-        [&](const Endpoint& to) {
-          (void)haproxyCommand(sock, "set server be/s1 addr 127.0.0.1 port " + std::to_string(to.port));
-          return haproxyCommand(sock, "ferry release") == "\n";
-        }};
+    Front lua{"haproxy+lua",
+              {"127.0.0.1", port},
+              [&] { return haproxyCommand(sock, "ferry hold") == "\n"; },
+              [&] { return std::strtoull(haproxyCommand(sock, "ferry waiting").c_str(), nullptr, 10); },
+              [&](const Endpoint& to) {
+                (void)haproxyCommand(sock, "set server be/s1 addr 127.0.0.1 port " + std::to_string(to.port));
+                return haproxyCommand(sock, "ferry release") == "\n";
+              }};
     measure(lua, a, b, requests, clients, seconds, held, runs);
     std::ifstream pidIn(dir + "/haproxy.pid");
     int pid = 0;

@@ -85,7 +85,7 @@ Status checkOnce(const Endpoint& target, const HealthCheck& check) {
       return makeError(target.str() + ": GET " + check.path + " answered " + std::to_string(head.status));
     }
     if (parsed == http1::Parse::kDone) answer.erase(0, head.headBytes);  // 1xx: another head follows
-    if (answer.size() > 64 * 1024) return makeError(target.str() + ": answer head over 64 KiB");
+    if (answer.size() > size_t{64} * 1024) return makeError(target.str() + ": answer head over 64 KiB");
     pollfd r{fd.get(), POLLIN, 0};
     if (::poll(&r, 1, remainingMs(deadline)) <= 0) {
       return makeError(target.str() + ": GET " + check.path + " got no answer within " +

@@ -1,7 +1,7 @@
 // The `nginx` driver: rewrite the service's upstream file, `nginx -t`, `nginx -s
 // reload`, and wait until the master has started new workers (the reload took).
 #include <dirent.h>
-#include <signal.h>
+#include <csignal>
 
 #include <arpa/inet.h>
 #include <algorithm>
@@ -205,9 +205,9 @@ class NginxDriver final : public Driver {
     const auto deadline = t0 + cfg_.reload_timeout;
     for (;;) {
       const std::set<int> now = childrenOf(*master);
-      const bool fresh = std::any_of(now.begin(), now.end(), [&](int pid) { return before.count(pid) == 0; });
+      const bool fresh = std::any_of(now.begin(), now.end(), [&](int pid) { return !before.contains(pid); });
       const bool oldStopped = std::all_of(before.begin(), before.end(),
-                                          [&](int pid) { return now.count(pid) == 0 || shuttingDown(pid); });
+                                          [&](int pid) { return !now.contains(pid) || shuttingDown(pid); });
       if (fresh && oldStopped) break;
       if (Clock::now() >= deadline) {
         return makeError("nginx: the reload did not take within " +

@@ -35,7 +35,7 @@ using Clock = std::chrono::steady_clock;
 constexpr Millis kTick{20};            // deadlines are checked this often
 constexpr Millis kClosingGrace{5000};  // a client that does not read its last answer
 constexpr int kMaxAcceptsPerEvent = 64;
-constexpr size_t kReadChunk = 16 * 1024;
+constexpr size_t kReadChunk = size_t{16} * 1024;
 constexpr int kMaxLogLinesPerSecond = 10;  // per service; the rest are counted
 
 enum Kind : uint64_t { kListener = 0, kClient = 1, kBackend = 2, kWake = 3 };
@@ -168,7 +168,10 @@ class ProxyImpl final : public HandoffProxy {
       if (!fd.ok()) return makeError("service '" + cfg.name + "': " + fd.error().what, fd.error().hint);
       svc.lfd = *fd;
       auto bound = net::localEndpoint(svc.lfd);
-      if (!bound.ok()) return bound.error();
+      if (!bound.ok()) {
+        ::close(svc.lfd);
+        return bound.error();
+      }
       svc.bound = *bound;
       svc.c.backend = svc.backend;
       services_.push_back(std::move(svc));
@@ -246,9 +249,9 @@ class ProxyImpl final : public HandoffProxy {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopRequested_) return;
       stopRequested_ = true;
+      stopping_.store(true);
+      ring();
     }
-    stopping_.store(true);
-    ring();
     if (thread_.joinable()) thread_.join();
     // Posted work the loop never ran: run it now so every waiter gets an answer.
     std::deque<std::function<void()>> rest;
@@ -271,6 +274,7 @@ class ProxyImpl final : public HandoffProxy {
       if (svc.lfd >= 0) ::close(svc.lfd);
       svc.lfd = -1;
     }
+    std::lock_guard<std::mutex> lock(mu_);
     if (wake_ >= 0) ::close(wake_);
     if (ep_ >= 0) ::close(ep_);
     wake_ = ep_ = -1;
@@ -294,15 +298,14 @@ class ProxyImpl final : public HandoffProxy {
 
   // ---- cross-thread ----------------------------------------------------------
   Status post(std::function<void()> fn) const {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (closed_ || stopRequested_) return makeError("the proxy is stopped");
-      queue_.push_back(std::move(fn));
-    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_ || stopRequested_) return makeError("the proxy is stopped");
+    queue_.push_back(std::move(fn));
     ring();
     return okStatus();
   }
 
+  // mu_ held (or the loop already gone): stop() closes wake_ under mu_.
   void ring() const {
     if (wake_ < 0) return;
     const uint64_t one = 1;

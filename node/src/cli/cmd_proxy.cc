@@ -1,8 +1,7 @@
 // `ferry proxy run`: the switch agent on the load-balancer host (and ferry's hand-off
 // proxy); `ferry proxy switch STEP`: one switch-over step by hand, as `ferry migrate`
 // runs it (library: switchover/).
-#include <signal.h>
-
+#include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <sstream>

@@ -34,16 +34,16 @@ struct ProxyServiceConfig {
   std::string name;               // the service ("ref")
   Endpoint front{"0.0.0.0", 80};  // where clients connect (port 0: any, for tests)
   ProxyMode mode = ProxyMode::kHttp;
-  Endpoint backend;                 // where traffic goes at start
-  size_t max_held = 1024;           // held requests (tcp: connections); more get a 503 (tcp: closed)
-  size_t max_connections = 4096;    // client connections at once; more get a 503 (tcp: closed)
-  size_t buffer_bytes = 64 * 1024;  // per connection and direction; also the largest head
-  size_t retry_bytes = 64 * 1024;   // an idempotent request is kept for a retry only up to this size
-  int max_attempts = 3;             // sends of one request, the first included
-  Millis connect_timeout{1000};     // to a backend
-  Millis request_timeout{10000};    // a client's request head must arrive within this
-  Millis response_timeout{60000};   // a backend must start answering within this after the request
-  Millis idle_timeout{60000};       // a connection (or tunnel) without a byte either way is closed
+  Endpoint backend;                         // where traffic goes at start
+  size_t max_held = 1024;                   // held requests (tcp: connections); more get a 503 (tcp: closed)
+  size_t max_connections = 4096;            // client connections at once; more get a 503 (tcp: closed)
+  size_t buffer_bytes = size_t{64} * 1024;  // per connection and direction; also the largest head
+  size_t retry_bytes = size_t{64} * 1024;   // an idempotent request is kept for a retry only up to this size
+  int max_attempts = 3;                     // sends of one request, the first included
+  Millis connect_timeout{1000};             // to a backend
+  Millis request_timeout{10000};            // a client's request head must arrive within this
+  Millis response_timeout{60000};           // a backend must start answering within this after the request
+  Millis idle_timeout{60000};               // a connection (or tunnel) without a byte either way is closed
 };
 
 // Counts since the proxy started, and of the current or last switch (since hold()).
