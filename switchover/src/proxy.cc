@@ -422,13 +422,8 @@ class ProxyImpl final : public HandoffProxy {
   }
 
   void sweep() {
-    for (auto it = sessions_.begin(); it != sessions_.end();) {
-      if (it->second->dead) {
-        it = sessions_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    for (uint64_t id : dead_) sessions_.erase(id);
+    dead_.clear();
   }
 
   // Logs at most kMaxLogLinesPerSecond lines per service and second; counts the rest.
@@ -587,6 +582,7 @@ class ProxyImpl final : public HandoffProxy {
     }
     --svc.open;
     s.dead = true;
+    dead_.push_back(s.id);
   }
 
   void closeBackend(Session& s) {
@@ -1398,6 +1394,7 @@ class ProxyImpl final : public HandoffProxy {
   // Loop thread only (after init).
   std::vector<Service> services_;
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
+  std::vector<uint64_t> dead_;  // closed in this batch; erased after it
   uint64_t nextId_ = 1;
   Clock::time_point now_ = Clock::now();
 };
