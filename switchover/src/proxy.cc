@@ -34,6 +34,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr Millis kTick{20};            // deadlines are checked this often
 constexpr Millis kClosingGrace{5000};  // a client that does not read its last answer
+constexpr Millis kLingerGrace{2000};   // after it: waiting for the client's close
 constexpr int kMaxAcceptsPerEvent = 64;
 constexpr size_t kReadChunk = size_t{16} * 1024;
 constexpr int kMaxLogLinesPerSecond = 10;  // per service; the rest are counted
@@ -70,6 +71,7 @@ struct Session {
   std::string cout;  // to the client
   size_t coutOff = 0;
   bool clientEof = false;
+  bool lingering = false;  // the last answer is out and our side shut: reading until the client closes
   uint32_t cevents = 0;
 
   int bfd = -1;
@@ -362,7 +364,7 @@ class ProxyImpl final : public HandoffProxy {
     const size_t cap = svc.cfg.buffer_bytes;
     const size_t coutPending = s.cout.size() - s.coutOff;
     uint32_t c = 0;
-    if (!s.clientEof && s.phase != Phase::kClosing && s.cin.size() < cap) c |= EPOLLIN;
+    if (!s.clientEof && (s.phase != Phase::kClosing || s.lingering) && s.cin.size() < cap) c |= EPOLLIN;
     if (coutPending > 0) c |= EPOLLOUT;
     setInterest(s.cfd, tag(s.id, kClient), s.cevents, c);
     if (s.bfd >= 0) {
@@ -502,6 +504,11 @@ class ProxyImpl final : public HandoffProxy {
     }
     if ((ev & (EPOLLIN | EPOLLHUP)) != 0) readClient(s);
     if (s.dead) return;
+    if (s.phase == Phase::kClosing && s.lingering) {
+      s.cin.clear();
+      if (s.clientEof || (ev & EPOLLHUP) != 0) closeSession(s);
+      return;
+    }
     if ((ev & EPOLLHUP) != 0) {
       // Closed both ways (or reset): nothing can reach the client any more.
       if (s.phase == Phase::kTunnel) pumpTunnel(s);
@@ -550,7 +557,16 @@ class ProxyImpl final : public HandoffProxy {
     s.cout.clear();
     s.coutOff = 0;
     if (s.phase == Phase::kClosing) {
-      closeSession(s);
+      // Lingering close: closing with unread request bytes would send a reset that can
+      // destroy the answer before the client reads it, so shut our side and read (and
+      // drop) until the client closes, for at most kLingerGrace.
+      if (s.clientEof) {
+        closeSession(s);
+      } else if (!s.lingering) {
+        ::shutdown(s.cfd, SHUT_WR);
+        s.lingering = true;
+        s.phaseSince = now_;
+      }
       return;
     }
     // A tunnel ends when the backend has closed and everything it sent is delivered.
@@ -1240,7 +1256,7 @@ class ProxyImpl final : public HandoffProxy {
           }
           break;
         case Phase::kClosing:
-          if (now_ - s.phaseSince > kClosingGrace) closeSession(s);
+          if (now_ - s.phaseSince > (s.lingering ? kLingerGrace : kClosingGrace)) closeSession(s);
           break;
       }
       if (!s.dead) updateInterest(s);
