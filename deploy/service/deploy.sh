@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Deploys the reference service on one lab server host and points the load balancer at it.
 # Usage: deploy.sh --on a|b [--rows N] [--video-mb N] [--state-mb N] [--timeout S]
+#                  [--switch proxy|haproxy|nginx]
 #   1. images ferry-web / ferry-db built (cached) and loaded into a and b (same IDs);
 #   2. containers `web`/`db` removed on both servers; a fresh data directory
 #      (/srv/ferry/ref: mysql/, www/media/, www/sessions/, seed/) on the target;
 #   3. Podman network `ferry` (10.89.0.0/24) on both servers; db (10.89.0.2) then web
 #      (10.89.0.3, publishes port 80);
 #   4. waits until http://<host>/health.php answers 200 from lb (deadline);
-#   5. nginx on lb with both servers in one upstream (lb.sh apply).
+#   5. nginx on lb with both servers in one upstream (lb.sh apply), or with --switch the
+#      chosen front and the switch agent on lb (../switchover/lb-deploy.sh).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-on=""; rows=1000; video_mb=20; state_mb=0; timeout=""
+on=""; rows=1000; video_mb=20; state_mb=0; timeout=""; switch=""
 while (($#)); do
   case $1 in
     --on) on=${2:-}; shift 2 ;;
@@ -18,10 +20,13 @@ while (($#)); do
     --video-mb) video_mb=${2:-}; shift 2 ;;
     --state-mb) state_mb=${2:-}; shift 2 ;;
     --timeout) timeout=${2:-}; shift 2 ;;
+    --switch) switch=${2:-}; shift 2 ;;
     *) echo "deploy: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
 [[ $on == a || $on == b ]] || { echo "deploy: --on must be a or b" >&2; exit 2; }
+[[ -z $switch || $switch == proxy || $switch == haproxy || $switch == nginx ]] \
+  || { echo "deploy: --switch must be proxy, haproxy or nginx" >&2; exit 2; }
 [[ $rows =~ ^[0-9]+$ && $rows -ge 1 ]] || { echo "deploy: --rows must be a positive integer" >&2; exit 2; }
 [[ $video_mb =~ ^[0-9]+$ && $video_mb -ge 1 ]] || { echo "deploy: --video-mb must be a positive integer" >&2; exit 2; }
 [[ $state_mb =~ ^[0-9]+$ ]] || { echo "deploy: --state-mb must be a non-negative integer" >&2; exit 2; }
@@ -85,7 +90,12 @@ until on_host lb curl -fsS -o /dev/null --max-time 2 "http://$on/health.php" 2>/
 done
 
 # 5. load balancer
-"$SERVICE_DIR/lb.sh" apply
+if [[ -n $switch ]]; then
+  "$REPO_DIR/deploy/switchover/lb-deploy.sh" --switch "$switch" --on "$on"
+else
+  "$REPO_DIR/deploy/switchover/lb-deploy.sh" --stop-agent >/dev/null 2>&1 || true  # a switch front from before
+  "$SERVICE_DIR/lb.sh" apply
+fi
 on_host client curl -fsS -o /dev/null --max-time 5 http://lb/health.php \
   || die "service answers on $on but not through the load balancer (http://lb/health.php from client)"
 t1=$(date +%s.%N)

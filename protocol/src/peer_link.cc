@@ -13,12 +13,12 @@
 #include <cstring>
 #include <deque>
 #include <future>
-#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
 
 #include "ferry/base/log.h"
+#include "ferry/protocol/zap.h"
 
 namespace ferry::protocol {
 
@@ -26,10 +26,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using W = wire::Message::Body::Which;
-
-constexpr int kZmqZapEnforceDomain = 93;  // ZMQ_ZAP_ENFORCE_DOMAIN: honoured by 4.3.4, hidden behind DRAFT
-constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
-constexpr const char* kZapDomain = "ferry";
 
 std::atomic<uint64_t> gLinkCounter{0};  // unique inproc names; not state shared between links
 
@@ -320,32 +316,15 @@ class PeerLinkImpl final : public PeerLink {
       return makeError("refusing to listen on " + cfg_.endpoint + ": no paired peer keys",
                        "pair the peer first: ferry pair --peer-key KEY --name NAME");
     }
-    for (const auto& peer : cfg_.allowedPeers) {
-      std::array<unsigned char, 32> raw{};
-      if (!decodeKey(peer.publicKey, raw)) {
-        return makeError("paired peer '" + peer.name + "' has an invalid public key", "pair it again");
-      }
-      allowed_.push_back({raw, peer.name});
-    }
-    std::array<unsigned char, 32> secret{};
-    if (!decodeKey(cfg_.keys.secretKey, secret))
-      return makeError("this node's secret key is invalid", "run ferry keygen");
     // The ZAP handler first: a CURVE server without one admits any client.
-    zap_ = zmq::socket_t(ctx_, zmq::socket_type::rep);
-    zap_.set(zmq::sockopt::linger, 0);
-    zap_.bind(kZapEndpoint);
+    auto zap = ZapHandler::bind(ctx_, cfg_.allowedPeers, cfg_.nodeId, log_);
+    if (!zap.ok()) return zap.error();
+    zap_ = std::move(zap.value());
 
     net_ = zmq::socket_t(ctx_, zmq::socket_type::router);
     setCommonOptions();
     net_.set(zmq::sockopt::router_mandatory, 1);
-    net_.set(zmq::sockopt::curve_server, 1);
-    net_.set(zmq::sockopt::curve_secretkey, zmq::const_buffer(secret.data(), secret.size()));
-    secret.fill(0);
-    net_.set(zmq::sockopt::zap_domain, kZapDomain);
-    int one = 1;
-    if (zmq_setsockopt(net_.handle(), kZmqZapEnforceDomain, &one, sizeof one) != 0) {
-      log_->warn("[{}] libzmq refused ZMQ_ZAP_ENFORCE_DOMAIN: {}", cfg_.nodeId, zmq_strerror(zmq_errno()));
-    }
+    FERRY_TRY(makeCurveServer(net_, cfg_.keys.secretKey, *log_, cfg_.nodeId));
     net_.bind(cfg_.endpoint);
     std::string bound = net_.get(zmq::sockopt::last_endpoint);
     {
@@ -354,7 +333,7 @@ class PeerLinkImpl final : public PeerLink {
       stats_.state = LinkState::kDisconnected;
     }
     log_->info("[{}] listening on {} (CURVE, {} paired peer key(s), own key {})", cfg_.nodeId, bound,
-               allowed_.size(), fingerprint(cfg_.keys.publicKey));
+               zap_->allowedCount(), fingerprint(cfg_.keys.publicKey));
     return okStatus();
   }
 
@@ -414,7 +393,7 @@ class PeerLinkImpl final : public PeerLink {
   void closeAll() {
     if (mon_) closeDealer();
     if (net_) net_.close();
-    if (zap_) zap_.close();
+    zap_.reset();
     if (wakeRx_) wakeRx_.close();
     ownSecret_.fill(0);
   }
@@ -429,7 +408,7 @@ class PeerLinkImpl final : public PeerLink {
       const size_t netIdx = items.size();
       if (net_) items.push_back({net_.handle(), 0, ZMQ_POLLIN, 0});
       const size_t zapIdx = items.size();
-      if (zap_) items.push_back({zap_.handle(), 0, ZMQ_POLLIN, 0});
+      if (zap_) items.push_back({zap_->socket().handle(), 0, ZMQ_POLLIN, 0});
       const size_t monIdx = items.size();
       if (mon_) items.push_back({mon_.handle(), 0, ZMQ_POLLIN, 0});
       Millis timeout = std::min<Millis>(cfg_.ackInterval, Millis(100));
@@ -786,11 +765,10 @@ class PeerLinkImpl final : public PeerLink {
     {
       std::lock_guard<std::mutex> lock(mu_);
       stats_.peerNodeId = peerId;
-      if (rid) {
+      if (rid && zap_) {
         // The ZAP handler set User-Id to the paired name; find its fingerprint.
-        for (const auto& a : allowed_) {
-          if (a.name == userId) stats_.peerFingerprint = fingerprintRaw(a.key.data());
-        }
+        const std::string fp = zap_->fingerprintOf(userId);
+        if (!fp.empty()) stats_.peerFingerprint = fp;
       }
       peerMaxMessageBytes_ = h.getMaxMessageBytes() == 0 ? cfg_.maxMessageBytes : h.getMaxMessageBytes();
       // The peer's stream, which we receive.
@@ -910,69 +888,14 @@ class PeerLinkImpl final : public PeerLink {
 
   // ---- ZAP (listen side) -------------------------------------------------------
   void handleZap() {
-    std::vector<zmq::message_t> parts;
-    for (;;) {
-      zmq::message_t part;
-      if (!zap_.recv(part, zmq::recv_flags::dontwait)) break;
-      const bool more = part.more();
-      parts.push_back(std::move(part));
-      if (!more || parts.size() > 16) break;
-    }
-    if (parts.empty()) return;
-    auto text = [&](size_t i) {
-      return i < parts.size() ? std::string(static_cast<const char*>(parts[i].data()), parts[i].size())
-                              : std::string();
-    };
-    const std::string version = text(0);
-    const std::string requestId = text(1);
-    const std::string domain = text(2);
-    const std::string address = text(3);
-    const std::string mechanism = text(5);
-    std::string status = "400";
-    std::string reason;
-    std::string userId;
-    std::string fp = "none";
-    if (version != "1.0" || parts.size() < 7) {
-      reason = "malformed ZAP request";
-    } else if (domain != kZapDomain) {
-      reason = "wrong ZAP domain '" + domain + "'";
-    } else if (mechanism != "CURVE") {
-      reason = "mechanism " + mechanism + " (only CURVE is accepted)";
-    } else if (parts[6].size() != 32) {
-      reason = "malformed CURVE credentials";
-    } else {
-      const auto* key = static_cast<const unsigned char*>(parts[6].data());
-      fp = fingerprintRaw(key);
-      for (const auto& a : allowed_) {
-        if (std::memcmp(a.key.data(), key, 32) == 0) {
-          status = "200";
-          userId = a.name;
-        }
-      }
-      if (status != "200") reason = "unknown key";
-    }
-    if (status == "200") {
-      log_->info("[{}] admitted peer '{}' [{}] from {}", cfg_.nodeId, userId, fp, address);
-    } else {
-      // One warning per key and minute: a misconfigured peer retries every few seconds.
-      const auto now = Clock::now();
-      auto& last = lastRefusalLog_[fp];
-      const bool loud = last == Clock::time_point{} || now - last >= std::chrono::minutes(1);
-      if (loud) last = now;
-      log_->log(
-          loud ? spdlog::level::warn : spdlog::level::debug,
-          "[{}] refused a connection from {}: {} (key fingerprint {}) — if that node is yours, pair it here "
-          "with 'ferry pair --peer-key KEY --name NAME'",
-          cfg_.nodeId, address, reason, fp);
+    for (int budget = 0; budget < 64; ++budget) {
+      std::optional<ZapDecision> d = zap_->handleOne();
+      if (!d) return;
+      if (d->admitted) continue;
       std::lock_guard<std::mutex> lock(mu_);
       ++stats_.authRefusals;
-      stats_.lastError = "refused a connection from " + address + ": " + reason + " (key " + fp + ")";
-    }
-    const std::array<std::string, 6> reply{"1.0",  requestId, status, status == "200" ? "OK" : reason,
-                                           userId, ""};
-    for (size_t i = 0; i < reply.size(); ++i) {
-      zmq::message_t m(reply[i].data(), reply[i].size());
-      (void)zap_.send(m, i + 1 < reply.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+      stats_.lastError =
+          "refused a connection from " + d->address + ": " + d->reason + " (key " + d->fingerprint + ")";
     }
   }
 
@@ -1028,11 +951,6 @@ class PeerLinkImpl final : public PeerLink {
     }
   }
 
-  struct AllowedKey {
-    std::array<unsigned char, 32> key;
-    std::string name;
-  };
-
   PeerLinkConfig cfg_;
   std::shared_ptr<spdlog::logger> log_;
   zmq::context_t ctx_;
@@ -1073,8 +991,8 @@ class PeerLinkImpl final : public PeerLink {
   uint64_t consumedSinceAck_ = 0;
 
   // Link thread only.
-  zmq::socket_t wakeRx_, net_, zap_, mon_;
-  std::vector<AllowedKey> allowed_;
+  zmq::socket_t wakeRx_, net_, mon_;
+  std::unique_ptr<ZapHandler> zap_;
   std::array<unsigned char, 32> serverKey_{}, ownPublic_{}, ownSecret_{};
   std::optional<std::string> currentRid_;
   Clock::time_point openedAt_{}, reopenAt_{}, lastHeard_{}, lastHeartbeat_{}, lastAckAt_{};
@@ -1082,7 +1000,6 @@ class PeerLinkImpl final : public PeerLink {
   uint64_t socketGeneration_ = 0;
   uint64_t lastPeerHeartbeatMs_ = 0;
   bool refusedLogged_ = false;
-  std::map<std::string, Clock::time_point> lastRefusalLog_;  // fingerprint -> last warning
 };
 
 Result<std::unique_ptr<PeerLink>> PeerLink::start(PeerLinkConfig config) {

@@ -29,6 +29,7 @@ void addNodeCommands(CLI::App& app, Cli& cli);     // cmd_node.cc     (node/, pr
 void addServiceCommands(CLI::App& app, Cli& cli);  // cmd_service.cc  (deploy/service/: adds `lab deploy`)
 void addKeysCommands(CLI::App& app, Cli& cli);     // cmd_keys.cc     (protocol/: keygen, pair)
 void addMigrateCommands(CLI::App& app, Cli& cli);  // cmd_migrate.cc  (node/: migrate, migrations)
+void addProxyCommands(CLI::App& app, Cli& cli);    // cmd_proxy.cc    (switchover/: the switch agent)
 
 // Prints "ferry: <message>" to stderr and returns `code`.
 int fail(const std::string& message, int code = kExitFailure);

@@ -22,7 +22,8 @@ struct DeployOptions {
   int rows = 1000;
   int video_mb = 20;
   int state_mb = 0;
-  int timeout_s = 0;  // 0: the script's own default (grows with --state-mb)
+  int timeout_s = 0;          // 0: the script's own default (grows with --state-mb)
+  std::string switch_driver;  // empty: the study's nginx with both servers (lb.sh)
 };
 
 Result<fs::path> findServiceDir() {
@@ -46,6 +47,10 @@ int runDeploy(const DeployOptions& o) {
   if (o.timeout_s > 0) {
     argv.emplace_back("--timeout");
     argv.push_back(std::to_string(o.timeout_s));
+  }
+  if (!o.switch_driver.empty()) {
+    argv.emplace_back("--switch");
+    argv.push_back(o.switch_driver);
   }
   ProcessOptions po;
   // Images, videos and the seed are cached; a cold first run (debootstrap, 625 MB of
@@ -85,6 +90,12 @@ void addServiceCommands(CLI::App& app, Cli& cli) {
       ->capture_default_str();
   deploy->add_option("--timeout", opts->timeout_s,
                      "seconds to wait for /health.php (default: 180 + state-mb/3)");
+  deploy
+      ->add_option(
+          "--switch", opts->switch_driver,
+          "the front on lb, switched by `ferry proxy run` there: proxy (ferry's hand-off proxy), haproxy "
+          "or nginx; without it, the study's nginx with both servers")
+      ->check(CLI::IsMember({"proxy", "haproxy", "nginx"}));
   deploy->callback([&cli, opts] {
     cli.action = [opts]() -> int {
       static constexpr std::array<int, 5> kRows = {100, 500, 1000, 5000, 10000};

@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   ferry::cli::addNodeCommands(app, cli);
   ferry::cli::addKeysCommands(app, cli);
   ferry::cli::addMigrateCommands(app, cli);
+  ferry::cli::addProxyCommands(app, cli);
 
   try {
     app.parse(argc, argv);
