@@ -26,6 +26,7 @@ struct MigrateFlags {
   std::vector<std::string> containers;
   std::string to;
   std::string mode = "auto";
+  std::string switch_driver;
   std::string output = "text";
   std::string id;
   std::string outcome;
@@ -174,6 +175,7 @@ int runMigrate(const MigrateFlags& f) {
     return fail("name at least one container: ferry migrate CONTAINER... --to HOST", kExitUsage);
   json request = {{"cmd", "migrate"}, {"containers", f.containers}, {"to", f.to}, {"mode", f.mode}};
   if (!f.id.empty()) request["id"] = f.id;
+  if (!f.switch_driver.empty()) request["switch"] = f.switch_driver;
   bool text = f.output == "text";
   LiveView view(text && ::isatty(STDOUT_FILENO) != 0);
   auto reply =
@@ -283,6 +285,11 @@ void addMigrateCommands(CLI::App& app, Cli& cli) {
   migrate->add_option("--mode", flags->mode, "stop-and-copy | pre-copy | post-copy | auto")
       ->check(CLI::IsMember({"auto", "stop-and-copy", "pre-copy", "post-copy"}))
       ->capture_default_str();
+  migrate
+      ->add_option(
+          "--switch", flags->switch_driver,
+          "how traffic follows: none | proxy | haproxy | nginx | exec (default: the node's `switch`)")
+      ->check(CLI::IsMember({"none", "proxy", "haproxy", "nginx", "exec"}));
   migrate->add_option("--id", flags->id, "migration id (default: m-<time>-<node>)");
   migrate->add_option("--timeout", flags->timeout_s, "seconds to wait for the result")->capture_default_str();
   common(migrate);

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <charconv>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <sstream>
@@ -137,6 +138,41 @@ Result<NodeConfig> parseConfig(const std::string& text, const std::string& origi
          c.switch_driver = v;
          return v == "none" || v == "proxy" || v == "haproxy" || v == "nginx" || v == "exec";
        }},
+      {"switch_agent",
+       [&](const std::string& v) {
+         c.switch_agent = v;
+         return v.rfind("tcp://", 0) == 0;
+       }},
+      {"switch_key_dir",
+       [&](const std::string& v) {
+         c.switch_key_dir = v;
+         return std::filesystem::path(v).is_absolute();
+       }},
+      {"switch_agent_name",
+       [&](const std::string& v) {
+         c.switch_agent_name = v;
+         return !v.empty();
+       }},
+      {"switch_service",
+       [&](const std::string& v) {
+         c.switch_service = v;
+         return !v.empty();
+       }},
+      {"switch_port",
+       [&](const std::string& v) {
+         char* end = nullptr;
+         const unsigned long port = std::strtoul(v.c_str(), &end, 10);
+         c.switch_port = static_cast<std::uint16_t>(port);
+         return !v.empty() && *end == '\0' && port > 0 && port < 65536;
+       }},
+      {"switch_drain_timeout", duration(c.switch_drain_timeout)},
+      {"switch_hold_timeout", duration(c.switch_hold_timeout)},
+      {"switch_exec",
+       [&](const std::string& v) {
+         c.switch_exec = v;
+         return true;
+       }},
+      {"switch_exec_timeout", duration(c.switch_exec_timeout)},
   };
   std::istringstream in(text);
   std::string line;

@@ -35,6 +35,7 @@
 #include "ferry/checkpoint/runtime.h"
 #include "ferry/protocol/peer_link.h"
 #include "ferry/protocol/schema/message.capnp.h"
+#include "ferry/switchover/driver.h"
 #include "journal.h"
 
 namespace ferry::node {
@@ -55,6 +56,12 @@ struct MigrationSettings {
   Millis idle_timeout{60000};  // target: silence from the source while staging before it gives up
   std::size_t chunk_bytes = 1u << 20;
   bool compress = true;  // LZ4 chunks when it helps
+  // Traffic switch-over (switchover/driver.h); "none": traffic is not this node's job.
+  std::string switch_driver = "none";
+  std::string switch_service = "ref";
+  std::uint16_t switch_port = 80;
+  Millis switch_drain_timeout{2000};
+  Millis switch_hold_timeout{10000};
 };
 
 // The final mirroring batch, sent after the freeze.
@@ -154,8 +161,9 @@ class MigrationProgress {
 struct MigrateRequest {
   std::string id;  // empty: generated
   std::vector<std::string> containers;
-  std::string to;    // the target node's name (must be this node's peer)
-  std::string mode;  // stop-and-copy | pre-copy | post-copy | auto
+  std::string to;             // the target node's name (must be this node's peer)
+  std::string mode;           // stop-and-copy | pre-copy | post-copy | auto
+  std::string switch_driver;  // empty: the node's configuration (`switch`)
 };
 
 // Failpoints for the tests: a named step fails ("source.after_freeze", "target.restore",
@@ -172,6 +180,9 @@ struct MigrationDeps {
   Journal* journal = nullptr;
   MigrationSettings settings;
   Failpoints* failpoints = nullptr;  // optional
+  // Makes the traffic switch-over driver of a kind (proxy, haproxy, nginx, exec) from
+  // the node's configuration and keys; unset: only "none" is possible.
+  std::function<Result<std::unique_ptr<switchover::Driver>>(const std::string& kind)> switch_factory;
 };
 
 // The source side: everything from preflight to the role swap. Returns the report

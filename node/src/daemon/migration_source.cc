@@ -122,6 +122,8 @@ class Source {
                               "check 'ferry status' on both nodes (link state, auth refusals)"));
     }
     rec_.epoch = env_.epoch() + 1;
+    if (auto s = setUpSwitch(req_.switch_driver.empty() ? d_.settings.switch_driver : req_.switch_driver); !s)
+      return refuse(s.error());
     FERRY_TRY_REPORT(journal(MigrationPhase::kPreparing));
 
     // ---- preflight ----
@@ -155,6 +157,24 @@ class Source {
                               "check 'ferry status' (replica lag) and retry"));
     }
     phases_.end("presync");
+
+    // ---- traffic: held (or kept away from here) before anything stops ----
+    if (switch_) {
+      switch_state_ = "preparing";
+      FERRY_TRY_REPORT(journal(MigrationPhase::kPreparing));
+      phases_.begin("drain");
+      auto r = switch_->prepare(plan_);
+      if (!r) {
+        auto e = makeError("the " + switch_->name() + " switch-over could not take the traffic off " +
+                               env_.nodeName() + ": " + r.error().what,
+                           r.error().hint.empty() ? "check the switch agent ('ferry proxy switch') and retry"
+                                                  : r.error().hint);
+        return refuse(e);
+      }
+      noteSwitch("prepare", *r);
+      phases_.end("drain", 0,
+                  {{"held", r->held}, {"drained", r->drained}, {"in_flight_left", r->in_flight_left}});
+    }
 
     // ---- the freeze: from here on any failure rolls back ----
     FERRY_TRY_REPORT(journal(MigrationPhase::kFrozen));
@@ -196,11 +216,13 @@ class Source {
       auto info = rt_.inspect(name);
       if (info) infos_.push_back(*info);
     }
+    restoreSwitch(record);
     log_->warn("migration {}: recovering from phase {}", record.id, phaseName(record.phase));
     switch (record.phase) {
       case MigrationPhase::kPreparing:
         // Nothing was frozen yet.
         sendAbort("recovery", "the source node restarted during preflight");
+        rollbackSwitch();
         (void)journal(MigrationPhase::kRefused, "the source node restarted during preflight");
         return finish("refused", "the source node restarted during preflight");
       case MigrationPhase::kFrozen:
@@ -224,6 +246,7 @@ class Source {
   json resolve(const MigrationRecord& record, const std::string& outcome) {
     rec_ = record;
     report_ = record.report.is_object() ? record.report : json::object();
+    restoreSwitch(record);
     for (const auto& name : record.containers) {
       auto info = rt_.inspect(name);
       if (info) infos_.push_back(*info);
@@ -237,9 +260,25 @@ class Source {
   }
 
  private:
+  // A restarted node: the switch-over the journal says was started, to finish or undo.
+  void restoreSwitch(const MigrationRecord& record) {
+    if (!record.report.is_object() || !record.report.contains("switch")) return;
+    const auto& sw = record.report["switch"];
+    std::string state = sw.value("state", "");
+    if (state.empty()) return;
+    if (auto s = setUpSwitch(sw.value("driver", "none")); !s) {
+      log_->error("migration {}: cannot rebuild the switch-over driver: {}", record.id, s.error().message());
+      switch_problem_ = "; the switch-over driver could not be rebuilt (" + s.error().message() +
+                        "): check where traffic goes";
+      return;
+    }
+    switch_state_ = state;
+  }
+
   Status journal(MigrationPhase phase, const std::string& reason = {}) {
     rec_.phase = phase;
     if (!reason.empty()) rec_.reason = reason;
+    if (switch_) report_["switch"]["state"] = switch_state_;
     report_["phases"] = phases_.list();
     rec_.report = report_;
     return d_.journal->put(rec_);
@@ -328,6 +367,7 @@ class Source {
         return makeError(env_.peerName() + " refused the migration: " + what, hint);
       }
       report_["target_free_bytes"] = r.getFreeBytes();
+      target_prepared_ = true;
       return true;
     }
   }
@@ -617,11 +657,77 @@ class Source {
   }
 
   json afterRestored() {
-    // Traffic: the switch-over driver (issue 6) commits here; none is configured yet.
-    phases_.begin("switch");
-    phases_.end("switch");
+    // Traffic goes to the target before the decision: no commit until it gets there.
+    if (switch_) {
+      phases_.begin("switch");
+      auto r = switch_->commit(plan_);
+      if (!r) {
+        phases_.end("switch");
+        return decideRollback("the " + switch_->name() + " switch-over could not move the traffic to " +
+                              env_.peerName() + ": " + r.error().message());
+      }
+      noteSwitch("commit", *r);
+      switch_state_ = "committed";
+      phases_.end("switch", 0,
+                  {{"held", r->held},
+                   {"released", r->released},
+                   {"max_hold_ms", r->max_hold_ms},
+                   {"retried", r->retried},
+                   {"refused", r->refused},
+                   {"failed", r->failed}});
+    }
     if (fail("source.before_decision")) return decideRollback("failpoint source.before_decision");
     return decideCommit();
+  }
+
+  // The driver and plan for `kind` ("none": nothing to do). Nothing is switched yet.
+  Status setUpSwitch(const std::string& kind) {
+    if (kind.empty() || kind == "none") return okStatus();
+    if (!d_.switch_factory) {
+      return makeError("switch driver " + kind + " requested, but this node cannot make one",
+                       "use --switch none");
+    }
+    auto driver = d_.switch_factory(kind);
+    if (!driver) {
+      return makeError("switch driver " + kind + ": " + driver.error().what,
+                       driver.error().hint.empty() ? "see the switch_* settings in the node's configuration"
+                                                   : driver.error().hint);
+    }
+    plan_.migration_id = rec_.id;
+    plan_.service = d_.settings.switch_service;
+    plan_.source = {env_.nodeName(), d_.settings.switch_port};
+    plan_.target = {rec_.peer.empty() ? req_.to : rec_.peer, d_.settings.switch_port};
+    plan_.drain_timeout = d_.settings.switch_drain_timeout;
+    plan_.hold_timeout = d_.settings.switch_hold_timeout;
+    if (auto s = switchover::validatePlan(plan_); !s) return s;
+    switch_ = std::move(*driver);
+    report_["switch"] = {{"driver", kind},
+                         {"service", plan_.service},
+                         {"source", plan_.source.str()},
+                         {"target", plan_.target.str()}};
+    return okStatus();
+  }
+
+  void noteSwitch(const std::string& step, const switchover::SwitchReport& r) {
+    report_["switch"][step] = r.toJson();
+    log_->info("migration {}: switch-over {}: {}", rec_.id, step, r.summary());
+    progress_.emit({{"event", "note"}, {"text", "switch-over " + step + ": " + r.summary()}});
+  }
+
+  // Traffic back to this host (after the service runs here again). Idempotent; a
+  // failure is reported, not hidden: the service runs here but traffic may not reach it.
+  void rollbackSwitch() {
+    if (!switch_ || switch_state_.empty()) return;
+    auto r = switch_->rollback(plan_);
+    if (!r) {
+      log_->error("migration {}: switch-over rollback failed: {}", rec_.id, r.error().message());
+      report_["switch"]["rollback_error"] = r.error().message();
+      switch_problem_ = "; traffic could not be put back on " + env_.nodeName() + " (" + r.error().message() +
+                        "): run 'ferry proxy switch rollback' by hand";
+      return;
+    }
+    noteSwitch("rollback", *r);
+    switch_state_ = "rolled-back";
   }
 
   json decideCommit() {
@@ -752,6 +858,7 @@ class Source {
       });
     }
     for (auto& t : threads) t.join();
+    if (problems.empty()) rollbackSwitch();
     env_.resumeMirroring();
     removeArchives();
     phases_.end("rollback");
@@ -764,9 +871,9 @@ class Source {
                                     "'");
     }
     if (t_freeze_ != Clock::time_point{}) report_["downtime_ms"] = msBetween(t_freeze_, Clock::now());
-    auto s = journal(MigrationPhase::kRolledBack, reason);
+    auto s = journal(MigrationPhase::kRolledBack, reason + switch_problem_);
     (void)s;
-    return finish("rolled_back", reason);
+    return finish("rolled_back", reason + switch_problem_);
   }
 
   json learnOutcome() {
@@ -784,9 +891,11 @@ class Source {
   }
 
   json refuse(const Error& e) {
-    auto s = rec_.epoch != 0 ? journal(MigrationPhase::kRefused, e.message()) : okStatus();
+    rollbackSwitch();
+    if (target_prepared_) sendAbort("preflight", e.message());
+    auto s = rec_.epoch != 0 ? journal(MigrationPhase::kRefused, e.message() + switch_problem_) : okStatus();
     (void)s;
-    return finish("refused", e.message());
+    return finish("refused", e.message() + switch_problem_);
   }
 
   void removeArchives() {
@@ -836,6 +945,13 @@ class Source {
   Clock::time_point t_commit_sent_{};
   bool restored_seen_ = false;
   bool commit_resent_ = false;
+  bool target_prepared_ = false;  // the target accepted Prepare: an abort must reach it
+  // Traffic switch-over: the driver, its plan, and how far it got ("", "preparing",
+  // "committed", "rolled-back"); journaled in the report for a restarted node.
+  std::unique_ptr<switchover::Driver> switch_;
+  switchover::SwitchPlan plan_;
+  std::string switch_state_;
+  std::string switch_problem_;
 #undef FERRY_TRY_REPORT
 };
 

@@ -191,7 +191,38 @@ struct Node::Impl final : public MigrationEnv {
     s.checkpoint_timeout = config.checkpoint_timeout;
     s.restore_timeout = config.restore_timeout;
     s.commit_timeout = config.commit_timeout;
+    s.switch_driver = config.switch_driver;
+    s.switch_service = config.switch_service;
+    s.switch_port = config.switch_port;
+    s.switch_drain_timeout = config.switch_drain_timeout;
+    s.switch_hold_timeout = config.switch_hold_timeout;
+    d.switch_factory = [this](const std::string& kind) { return makeSwitchDriver(kind); };
     return d;
+  }
+
+  // The traffic switch-over driver of `kind`, from this node's configuration and keys.
+  Result<std::unique_ptr<switchover::Driver>> makeSwitchDriver(const std::string& kind) {
+    switchover::DriverConfig dc;
+    dc.kind = kind;
+    dc.node_name = config.name;
+    if (kind == "exec") {
+      if (config.switch_exec.empty()) {
+        return makeError("switch driver exec: no command configured",
+                         "set switch_exec = COMMAND in the node's configuration");
+      }
+      dc.command = splitWords(config.switch_exec);
+      dc.exec_timeout = config.switch_exec_timeout;
+    } else {
+      auto keys = protocol::loadKeyPair(config.key_dir);
+      if (!keys) return keys.error();
+      auto agent_key = switchover::loadAgentKey(config.switch_key_dir.string(), config.switch_agent_name);
+      if (!agent_key) return agent_key.error();
+      dc.agent_endpoint = config.switch_agent;
+      dc.agent_public_key = *agent_key;
+      dc.node_public_key = keys->publicKey;
+      dc.node_secret_key = keys->secretKey;
+    }
+    return switchover::makeDriver(dc);
   }
 
   // ---- sending -----------------------------------------------------------------
@@ -604,6 +635,7 @@ struct Node::Impl final : public MigrationEnv {
     req.to = request.value("to", std::string());
     req.mode = request.value("mode", std::string("auto"));
     req.id = request.value("id", std::string());
+    req.switch_driver = request.value("switch", std::string());
     if (request.contains("containers") && request["containers"].is_array())
       for (const auto& c : request["containers"])
         if (c.is_string()) req.containers.push_back(c.get<std::string>());

@@ -172,8 +172,48 @@ FakeNode::FakeNode(std::string name, bool active, const fs::path& dir)
     d.journal = journal.get();
     d.settings = settings;
     d.failpoints = failpoints.get();
+    d.switch_factory = [this](const std::string& kind) -> Result<std::unique_ptr<switchover::Driver>> {
+      if (!switcher) return makeError("no fake switch for " + kind);
+      return switcher->driver();
+    };
     return d;
   });
+}
+
+Result<switchover::SwitchReport> FakeSwitch::step(const std::string& name,
+                                                  const switchover::SwitchPlan& plan) {
+  std::string web = "absent";
+  if (auto c = source_.containers(); c.count("web") != 0) web = c["web"].frozen ? "frozen" : c["web"].status;
+  std::lock_guard lock(mu_);
+  steps_.push_back(name + " web=" + web + " " + plan.source.str() + "->" + plan.target.str());
+  if (failures_.count(name) != 0) return makeError(name + " failed (fake switch)");
+  switchover::SwitchReport r;
+  r.driver = "fake";
+  r.step = name;
+  r.service = plan.service;
+  r.migration_id = plan.migration_id;
+  return r;
+}
+
+std::unique_ptr<switchover::Driver> FakeSwitch::driver() {
+  class Forward final : public switchover::Driver {
+   public:
+    explicit Forward(FakeSwitch& s) : s_(s) {}
+    [[nodiscard]] std::string name() const override { return "fake"; }
+    Result<switchover::SwitchReport> prepare(const switchover::SwitchPlan& p) override {
+      return s_.step("prepare", p);
+    }
+    Result<switchover::SwitchReport> commit(const switchover::SwitchPlan& p) override {
+      return s_.step("commit", p);
+    }
+    Result<switchover::SwitchReport> rollback(const switchover::SwitchPlan& p) override {
+      return s_.step("rollback", p);
+    }
+
+   private:
+    FakeSwitch& s_;
+  };
+  return std::make_unique<Forward>(*this);
 }
 
 FakeNode::~FakeNode() {

@@ -72,6 +72,29 @@ class FakeFailpoints final : public Failpoints {
   std::set<std::string> names_;
 };
 
+// The traffic switch-over as the source sees it: records each step with the state of
+// the source's "web" container at that moment, fails the steps it is told to.
+class FakeSwitch {
+ public:
+  explicit FakeSwitch(FakeRuntime& source) : source_(source) {}
+  void failOn(const std::string& step) {
+    std::lock_guard lock(mu_);
+    failures_.insert(step);
+  }
+  [[nodiscard]] std::vector<std::string> steps() {
+    std::lock_guard lock(mu_);
+    return steps_;
+  }
+  Result<switchover::SwitchReport> step(const std::string& name, const switchover::SwitchPlan& plan);
+  std::unique_ptr<switchover::Driver> driver();  // a Driver that forwards here
+
+ private:
+  FakeRuntime& source_;
+  std::mutex mu_;
+  std::vector<std::string> steps_;  // "prepare web=running a:80->b:80"
+  std::set<std::string> failures_;
+};
+
 // One side: env + runtime + journal + coordinator.
 class FakeNode final : public MigrationEnv {
  public:
@@ -91,6 +114,7 @@ class FakeNode final : public MigrationEnv {
   std::unique_ptr<MigrationCoordinator> coordinator;
   MigrationSettings settings;
   std::unique_ptr<FakeFailpoints> failpoints;
+  std::unique_ptr<FakeSwitch> switcher;  // set: settings.switch_driver = "proxy" uses it
   std::uint64_t free_bytes = 10ull << 30;
   std::set<std::uint16_t> busy_ports;
   bool healthy = true;

@@ -3,6 +3,7 @@
 // what must hold: where the service runs afterwards, and what each journal says.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <thread>
@@ -110,7 +111,7 @@ TEST(Migration, CommitsMovesTheServiceAndSwapsRoles) {
   std::vector<std::string> phases;
   for (const auto& ph : r["phases"]) phases.push_back(ph.value("name", ""));
   EXPECT_EQ(phases, (std::vector<std::string>{"preflight", "presync", "freeze", "checkpoint", "transfer",
-                                              "restore", "switch", "commit", "cleanup"}));
+                                              "restore", "commit", "cleanup"}));
   // Nothing of process memory is left in the staging directories.
   for (auto* n : {p.a.get(), p.b.get()}) {
     std::error_code ec;
@@ -118,6 +119,76 @@ TEST(Migration, CommitsMovesTheServiceAndSwapsRoles) {
       ADD_FAILURE() << "left behind: " << f.path();
   }
 }
+
+// The traffic switch-over is part of the commit protocol: prepared before the freeze
+// (while the service still runs), committed once the target is restored and before the
+// decision; any failure puts traffic back on the source after the service runs there.
+struct SwitchCase {
+  const char* name;
+  const char* fail_switch_step;  // "" | "prepare" | "commit"
+  const char* target_failpoint;  // "" | "target.restore" ...
+  const char* result;
+  std::vector<std::string> steps;  // the switch's steps, "step web=STATE" (web on the source)
+  const char* web_on_source;       // after the migration
+};
+
+class Switches : public ::testing::TestWithParam<SwitchCase> {};
+
+TEST_P(Switches, TrafficMovesOnlyWithTheService) {
+  const auto& c = GetParam();
+  Pair p(std::string("switch-") + c.name);
+  p.a->settings.switch_driver = "proxy";
+  p.a->switcher = std::make_unique<FakeSwitch>(p.a->runtime);
+  if (*c.fail_switch_step != '\0') p.a->switcher->failOn(c.fail_switch_step);
+  if (*c.target_failpoint != '\0')
+    p.b->failpoints = std::make_unique<FakeFailpoints>(std::set<std::string>{c.target_failpoint});
+  auto r = p.migrate();
+  p.settleTarget();
+  EXPECT_EQ(r.value("result", ""), c.result) << r.dump(2);
+  std::vector<std::string> steps;
+  for (const auto& s : p.a->switcher->steps()) {
+    EXPECT_NE(s.find(" a:80->b:80"), std::string::npos) << s;
+    steps.push_back(s.substr(0, s.find(' ', s.find(' ') + 1)));
+  }
+  EXPECT_EQ(steps, c.steps);
+  EXPECT_EQ(Pair::state(*p.a, "web"), c.web_on_source);
+  if (std::string(c.result) != "committed") {
+    EXPECT_NE(Pair::state(*p.b, "web"), "running");
+    EXPECT_NE(r.value("reason", "").find(*c.fail_switch_step != '\0' ? "switch-over" : ""), std::string::npos)
+        << r.value("reason", "");
+  } else {
+    EXPECT_EQ(r["switch"].value("driver", ""), "proxy");
+    EXPECT_TRUE(r["switch"].contains("commit"));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Migration, Switches,
+    ::testing::Values(
+        SwitchCase{"commit", "", "", "committed", {"prepare web=running", "commit web=exited"}, "absent"},
+        SwitchCase{"prepare-fails",
+                   "prepare",
+                   "",
+                   "refused",
+                   {"prepare web=running", "rollback web=running"},
+                   "running"},
+        SwitchCase{"commit-fails",
+                   "commit",
+                   "",
+                   "rolled_back",
+                   {"prepare web=running", "commit web=exited", "rollback web=running"},
+                   "running"},
+        SwitchCase{"restore-fails",
+                   "",
+                   "target.restore",
+                   "rolled_back",
+                   {"prepare web=running", "rollback web=running"},
+                   "running"}),
+    [](const auto& tp) {
+      std::string n = tp.param.name;
+      std::replace(n.begin(), n.end(), '-', '_');
+      return n;
+    });
 
 // Refusals happen before anything is frozen: the service keeps running on the source.
 struct RefusalCase {

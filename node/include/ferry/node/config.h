@@ -26,17 +26,29 @@ struct NodeConfig {
   bool track_writes = true;  // eBPF write tracking: rounds re-read only written blocks (sync/README.md)
 
   // ---- migration (`ferry migrate`) ----
-  std::filesystem::path staging_dir;              // checkpoint archives in flight (0700); default state_dir/staging
-  std::string podman = "podman";                  // the podman program
-  std::string podman_args;                        // global podman flags, e.g. "--runtime runc --cgroup-manager cgroupfs"
-  std::string health_url;                         // the service answers here when it is up (empty: containers running)
-  std::chrono::milliseconds health_timeout{30000};  // restored service must answer within this
-  std::chrono::milliseconds prepare_timeout{30000};  // the peer's answer to a migration request
-  std::chrono::milliseconds presync_timeout{60000};  // the standby catches up before the freeze
+  std::filesystem::path staging_dir;  // checkpoint archives in flight (0700); default state_dir/staging
+  std::string podman = "podman";      // the podman program
+  std::string podman_args;            // global podman flags, e.g. "--runtime runc --cgroup-manager cgroupfs"
+  std::string health_url;             // the service answers here when it is up (empty: containers running)
+  std::chrono::milliseconds health_timeout{30000};       // restored service must answer within this
+  std::chrono::milliseconds prepare_timeout{30000};      // the peer's answer to a migration request
+  std::chrono::milliseconds presync_timeout{60000};      // the standby catches up before the freeze
   std::chrono::milliseconds checkpoint_timeout{120000};  // one container's dump
   std::chrono::milliseconds restore_timeout{120000};     // one container's restore
-  std::chrono::milliseconds commit_timeout{180000};  // source waits this long for the target's answer, then "in doubt"
-  std::string switch_driver = "none";                // traffic switch-over: none | proxy | haproxy | nginx | exec
+  std::chrono::milliseconds commit_timeout{
+      180000};                         // source waits this long for the target's answer, then "in doubt"
+  std::string switch_driver = "none";  // traffic switch-over: none | proxy | haproxy | nginx | exec
+  std::string switch_agent = "tcp://lb:7400";  // proxy/haproxy/nginx: the switch agent on the load balancer
+  std::filesystem::path switch_key_dir =
+      "/etc/ferry/switch";  // the agent's public key, paired as switch_agent_name
+  std::string switch_agent_name = "lb";
+  std::string switch_service = "ref";  // the service's name on the agent ([service NAME] in its lb.conf)
+  std::uint16_t switch_port = 80;      // the service's port on each host; endpoints are "<node name>:<port>"
+  std::chrono::milliseconds switch_drain_timeout{
+      2000};  // in-flight requests at the source may finish this long
+  std::chrono::milliseconds switch_hold_timeout{10000};  // held requests wait at most this long (then 503)
+  std::string switch_exec;                               // exec: the command (words split on spaces)
+  std::chrono::milliseconds switch_exec_timeout{30000};
 };
 
 // Parses the text of a config file. Unknown keys and malformed values are errors
