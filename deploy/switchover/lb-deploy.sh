@@ -84,7 +84,7 @@ case $switch in
   proxy)
     service="driver = proxy
 front = 0.0.0.0:80
-backend = $on_ip:80
+backend = $on:80
 health_path = /health.php"
     ;;
   haproxy)

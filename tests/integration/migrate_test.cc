@@ -17,68 +17,6 @@ namespace {
 using namespace ferry::labtest;
 using json = nlohmann::json;
 
-const std::string kNodes = kSource + "/deploy/lab/nodes.sh";
-
-std::string other(const std::string& host) {
-  return host == "a" ? "b" : "a";
-}
-
-json status(const std::string& host) {
-  return ferryJson(host, {"status"}, 30s);
-}
-
-// The host whose node is active (it owns the service).
-std::string activeHost() {
-  for (const auto* h : {"a", "b"}) {
-    if (status(h).value("role", std::string()) == "active") return h;
-  }
-  ADD_FAILURE() << "no node is active";
-  return "a";
-}
-
-bool waitInSync(const std::string& active, std::chrono::seconds timeout = 240s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  json s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    s = status(active);
-    if (s["replica"].value("state", std::string()) == "in-sync" &&
-        s["peer"].value("state", std::string()) == "connected")
-      return true;
-    std::this_thread::sleep_for(500ms);
-  }
-  ADD_FAILURE() << "the standby of " << active << " did not reach in-sync: " << s.dump();
-  return false;
-}
-
-bool answers(const std::string& host) {
-  return sh("client", "curl -fsS -o /dev/null --max-time 3 http://" + host + "/health.php", 10s).exit_code ==
-         0;
-}
-
-std::string containers(const std::string& host) {
-  auto r = sh(host, "podman ps -a --format '{{.Names}}:{{.State}}' | sort | tr '\\n' ' '", 30s);
-  return r.out;
-}
-
-json migrate(const std::string& from, const std::string& to, std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {"migrate", "web", "db", "--to", to};
-  args.insert(args.end(), extra.begin(), extra.end());
-  return ferryJson(from, args, 600s);
-}
-
-json verify(const std::string& host) {
-  auto flushed = ferryJson(host, {"sync", "--flush", "--timeout", "300"});
-  EXPECT_EQ(flushed["exit_code"], 0) << flushed.dump();
-  return ferryJson(host, {"verify", "--timeout", "300"});
-}
-
-void nodes(const std::vector<std::string>& args, std::map<std::string, std::string> env = {}) {
-  std::vector<std::string> argv = {kNodes};
-  argv.insert(argv.end(), args.begin(), args.end());
-  auto r = run(argv, 120s, std::move(env));
-  EXPECT_EQ(r.exit_code, 0) << ferry::joinArgv(argv) << ": " << r.err;
-}
-
 class MigrateTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
