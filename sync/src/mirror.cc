@@ -229,7 +229,10 @@ struct DirectoryMirror::Impl {
     for (auto& id : c.untracked) {
       auto it = paths.find(id);
       if (it == paths.end()) continue;
-      log::get("sync")->info("{}: mapped shared and writable; re-read whole from now on", it->second);
+      log::get("sync")->info(
+          "{}: no longer trackable (mapped shared and writable, or a change the tracker cannot order); "
+          "re-read whole from now on",
+          it->second);
       entries[it->second].tracked = false;
       pending_whole.insert(it->second);
     }
@@ -628,6 +631,9 @@ struct DirectoryMirror::Impl {
           break;
       }
     }
+    // Files watched by this round's planTask() are read below: shared writable mappings that
+    // existed before they were watched must be found first.
+    if (tracker) tracker->settleWatches();
     std::string last_deleted;
     for (auto& p : deletes) {
       if (!last_deleted.empty() && isUnder(p, last_deleted)) continue;
