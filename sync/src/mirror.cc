@@ -878,12 +878,14 @@ struct DirectoryMirror::Impl {
     std::uint64_t span = (c.last - c.first) * opt.block_size;
     if (task.partial && !fresh_file) {
       ++stats.files_ranged;
+      BlockRanges ranges;
       for (auto& [lo, hi] : task.blocks) {
         std::uint64_t a = std::max(lo, c.first), b = std::min(hi, c.last);
-        if (a >= b) continue;
-        s = hashBlocks(fd, l.size, opt.block_size, a, b, sendBlock, &stats.bytes_read, &changed_under_us);
-        if (!s.ok()) break;
+        if (a < b) ranges.emplace_back(a, b);
       }
+      // Scattered pages, many of them not in the page cache: read_depth readers.
+      s = hashBlockRanges(fd, l.size, opt.block_size, ranges, std::max(opt.hash_threads, opt.read_depth),
+                          sendBlock, &stats.bytes_read, &changed_under_us);
     } else if (!fresh_file && opt.hash_threads > 1 && span >= kParallelHashMin) {
       // A file the replica already has: hash it with several threads (hashes only),
       // then re-read just the blocks that differ and send them.

@@ -12,7 +12,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <set>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -125,6 +128,71 @@ TEST_P(SyncWriteTracking, ReadsWhatWasRecorded) {
 
 INSTANTIATE_TEST_SUITE_P(Sync, SyncWriteTracking, ::testing::ValuesIn(kCases),
                          [](const ::testing::TestParamInfo<Case>& p) { return std::string(p.param.name); });
+
+// The ranged reader (many scattered blocks, split into reads of at most 1 MiB, hashed on
+// hash_threads threads, delivered in order): exactly the recorded blocks are read and the
+// replica ends identical, whatever the thread count.
+struct RangedCase {
+  const char* name;
+  std::uint64_t file_bytes;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> writes;  // (offset, length)
+  std::uint32_t threads;
+};
+
+std::vector<std::pair<std::uint64_t, std::uint64_t>> everyNthPage(std::uint64_t n, std::uint64_t count) {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> w;
+  for (std::uint64_t i = 0; i < count; ++i) w.emplace_back(i * n * kBlock, kBlock);
+  return w;
+}
+
+const RangedCase kRangedCases[] = {
+    {"ScatteredOneThread", 256 * kBlock, everyNthPage(5, 50), 1},
+    {"ScatteredTwoThreads", 256 * kBlock, everyNthPage(5, 50), 2},
+    {"ScatteredFourThreads", 256 * kBlock, everyNthPage(3, 80), 4},
+    {"LongRunIsSplit", 512 * kBlock, {{10 * kBlock, 200 * kBlock}, {300 * kBlock, 3}}, 2},
+    {"UnalignedTail", 100 * kBlock + 777, {{99 * kBlock + 5, 700}, {0, 1}, {40 * kBlock, 17 * kBlock}}, 2},
+    {"ManySmallAndOneLarge", 1024 * kBlock,
+     [] {
+       auto w = everyNthPage(7, 100);
+       w.emplace_back(800 * kBlock, 100 * kBlock);
+       return w;
+     }(),
+     3},
+};
+
+class SyncRangedReads : public ::testing::TestWithParam<RangedCase> {};
+
+TEST_P(SyncRangedReads, ReadsExactlyTheRecordedBlocks) {
+  const RangedCase& c = GetParam();
+  TempTrees t;
+  fs::path f = t.src() / "ibdata1";
+  writeFile(f, randomBytes(c.file_bytes, 21));
+  auto fake = std::make_shared<FakeWriteTracker>();
+  MirrorOptions mo;
+  mo.write_tracker = fake;
+  mo.hash_threads = c.threads;
+  Pair pair(t, mo);
+  ASSERT_TRUE(pair.mirror->computeDelta(*pair.link).ok());
+  std::set<std::uint64_t> blocks;
+  std::uint64_t seed = 100;
+  for (auto [off, len] : c.writes) {
+    writeAt(f, off, randomBytes(len, ++seed));
+    fake->record(idOf(f), {off, len});
+    for (std::uint64_t b = off / kBlock; b * kBlock < off + len; ++b) blocks.insert(b);
+  }
+  std::uint64_t expected = 0;
+  for (std::uint64_t b : blocks) expected += std::min(kBlock, c.file_bytes - b * kBlock);
+  auto r = pair.mirror->finalDelta(*pair.link);
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  EXPECT_EQ(r.value().bytes_read, expected) << c.name;
+  EXPECT_EQ(r.value().blocks_sent, blocks.size()) << c.name;
+  EXPECT_EQ(differences(t.src(), t.dst()), "") << c.name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Sync, SyncRangedReads, ::testing::ValuesIn(kRangedCases),
+                         [](const ::testing::TestParamInfo<RangedCase>& p) {
+                           return std::string(p.param.name);
+                         });
 
 TEST(SyncWriteTrackingFallback, RefusedFileIsReadWhole) {
   TempTrees t;
@@ -358,8 +426,9 @@ TEST(SyncBpfWriteTracker, MirrorFindsAMappingOlderThanTheTracker) {
   ::close(fd);
 }
 
-// The race the design relies on: a write whose record was drained is already in place, so
-// reading after the drain returns it. Many rounds against a concurrent writer: after the
+// The race the design relies on: a write whose record was drained is already in place (an
+// fallocate's is complete once the reader holds i_rwsem), so reading after the drain
+// returns it. Many rounds against a concurrent writer: after the
 // writer stops and a last round runs, the replica must be identical.
 TEST(SyncBpfWriteTracker, MirrorStaysExactUnderConcurrentWrites) {
   std::string why;
@@ -376,10 +445,17 @@ TEST(SyncBpfWriteTracker, MirrorStaysExactUnderConcurrentWrites) {
     int fd = ::open(f.c_str(), O_RDWR | O_DIRECT);
     auto page = std::make_unique<Page>();
     std::uint64_t seed = 1;
-    while (!stop.load()) {
+    for (std::uint64_t n = 0; !stop.load(); ++n) {
       seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-      std::memset(page->bytes, static_cast<int>(seed >> 56), sizeof page->bytes);
-      ::pwrite(fd, page->bytes, kBlock, static_cast<off_t>(((seed >> 20) % 256) * kBlock));
+      auto at = static_cast<off_t>(((seed >> 20) % 256) * kBlock);
+      if (n % 8 == 3) {  // fallocate: recorded under i_rwsem, read after the mirror takes it
+        ::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at, static_cast<off_t>(kBlock));
+      } else if (n % 8 == 7) {
+        ::fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, at + 4096, 8192);
+      } else {
+        std::memset(page->bytes, static_cast<int>(seed >> 56), sizeof page->bytes);
+        ::pwrite(fd, page->bytes, kBlock, at);
+      }
     }
     ::close(fd);
   });
