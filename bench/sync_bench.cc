@@ -421,14 +421,34 @@ class BpfRunTime {
   ~BpfRunTime() {
     if (stats_fd_ >= 0) ::close(stats_fd_);
   }
+  // Around loading the tracker: its programs are the ones that appeared in between (not
+  // those another process loads later).
   void baseline() {
     before_ = ids();
   }
-  // (run_time_ns, run_cnt) of the programs that are new since baseline(), by name.
+  void loaded() {
+    mine_.clear();
+    for (std::uint32_t id : ids())
+      if (!before_.count(id)) mine_.insert(id);
+  }
+  // Names of BPF programs loaded by others right now (another ferry node's tracker...).
+  [[nodiscard]] std::set<std::string> foreign() const {
+    std::set<std::string> out;
+    for (std::uint32_t id : ids()) {
+      if (mine_.count(id)) continue;
+      int fd = bpf_prog_get_fd_by_id(id);
+      if (fd < 0) continue;
+      bpf_prog_info info{};
+      std::uint32_t len = sizeof info;
+      if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) out.insert(info.name);
+      ::close(fd);
+    }
+    return out;
+  }
+  // (run_time_ns, run_cnt) of the tracker's programs, by name.
   std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> byName() const {
     std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> out;
-    for (std::uint32_t id : ids()) {
-      if (before_.count(id)) continue;
+    for (std::uint32_t id : mine_) {
       int fd = bpf_prog_get_fd_by_id(id);
       if (fd < 0) continue;
       bpf_prog_info info{};
@@ -462,9 +482,13 @@ class BpfRunTime {
     return out;
   }
   int stats_fd_ = -1;
-  std::set<std::uint32_t> before_;
+  std::set<std::uint32_t> before_, mine_;
 #else
   void baseline() {}
+  void loaded() {}
+  [[nodiscard]] std::set<std::string> foreign() const {
+    return {};
+  }
   std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> byName() const {
     return {};
   }
@@ -548,6 +572,7 @@ void benchOverhead(const Config& c) {
     auto t = openBpfWriteTracker();
     if (!t.ok()) die(t.error().message());
     tracker = std::move(t).value();
+    runtime.loaded();
     struct stat st {};
     ::stat(tracked.c_str(), &st);
     Status w = tracker->watch(tracked.string(), FileId{st.st_dev, st.st_ino});
@@ -556,12 +581,14 @@ void benchOverhead(const Config& c) {
   std::vector<double> cpu[kOps][2], wall[kOps][2];
   std::uint64_t prog_ns[kOps] = {}, prog_runs[kOps] = {}, prog_ops[kOps] = {};
   std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> per_prog[kOps];
+  std::set<std::string> foreign;  // programs of other processes seen during the runs
   for (int k = 0; k < c.repeat; ++k) {
     for (int on = 0; on <= 1; ++on) {
       load(on == 1);
       for (std::size_t o = 0; o < kOps; ++o) {
         constexpr std::uint64_t kBatch = 10000;
         double w = 0, u = 0;
+        for (auto& name : runtime.foreign()) foreign.insert(name);
         auto p0 = runtime.sample();
         auto n0 = runtime.byName();
         for (std::uint64_t done = 0; done < ops[o].count;) {
@@ -608,6 +635,9 @@ void benchOverhead(const Config& c) {
                 static_cast<double>(prog_ns[o]) / n);
   }
   if (runtime.on()) {
+    std::printf("\nBPF programs of other processes loaded during the runs (they affect both columns):");
+    for (auto& name : foreign) std::printf(" %s", name.c_str());
+    std::printf("%s\n", foreign.empty() ? " none" : "");
     std::printf("\nper program (runs per op, ns per run):\n");
     for (std::size_t o = 0; o < kOps; ++o) {
       std::printf("- %s:", ops[o].name);

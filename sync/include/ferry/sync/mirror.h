@@ -7,8 +7,8 @@
 //   named regular file the mirror re-reads and re-hashes the whole file but sends only
 //   the blocks whose hash differs from the replica's. Hashing is ~30 GB/s; reading is
 //   what costs (page cache ~7–10 GB/s; files written with O_DIRECT, like MariaDB's, are
-//   read from disk). Write tracking at block granularity (DRBD's bitmap) would need a
-//   kernel hook ferry does not have; this is the honest cheap alternative.
+//   read from disk). With a WriteTracker (eBPF, write_tracker.h) a tracked file is
+//   re-read only in the blocks its writes touched, read_depth reads at a time.
 // - A size/mtime/inode walk (every entry, no reads) is the safety net: on inotify queue
 //   overflow, when watches cannot be added, on request (a timer in the node), and by
 //   default inside finalDelta(): it costs one lstat per entry.
