@@ -118,6 +118,7 @@ struct thread_info {
 
 struct task_struct {
   struct thread_info thread_info;
+  unsigned int flags;
   int tgid;
   struct files_struct *files;
 } __attribute__((preserve_access_index));

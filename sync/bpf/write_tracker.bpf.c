@@ -32,6 +32,9 @@ char LICENSE[] SEC("license") = "GPL"; /* tracepoint helpers need a GPL-compatib
 #define NR_IA32_OLD_MMAP 90      /* ia32: one pointer to the six arguments */
 #define NR_IA32_MMAP2 192        /* ia32: arguments in bx, cx, dx, si, di, bp */
 #define TS_COMPAT 0x0002         /* x86 thread_info.status: an ia32 syscall is running */
+#define PF_IO_WORKER 0x00000010  /* task->flags (include/linux/sched.h) */
+#define PF_USER_WORKER 0x00004000
+#define PF_KTHREAD 0x00200000
 #define EXT4_MAGIC 0xEF53
 #define OVERLAYFS_MAGIC 0x794c7630
 #define MAP_TYPE_MASK 0x0f
@@ -189,7 +192,10 @@ int BPF_PROG(on_dio_begin, struct kiocb *iocb, struct iov_iter *iter) {
 static __always_inline bool directRead(struct kiocb *iocb) {
   if (iocb->ki_complete) return (iocb->ki_flags & IOCB_WRITE_FLAG) == 0;
   struct task_struct *task = bpf_get_current_task_btf();
-  if (task->thread_info.status & TS_COMPAT) return false;
+  /* Kernel threads and user workers (io_uring, vhost) have no syscall (their saved
+   * registers are zero, which reads as `read`), ia32 tasks other numbers: count as a write. */
+  if ((task->flags & (PF_KTHREAD | PF_IO_WORKER | PF_USER_WORKER)) || (task->thread_info.status & TS_COMPAT))
+    return false;
   struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
   if (!regs) return false;
   long nr = (long)regs->orig_ax;

@@ -91,8 +91,11 @@ class BpfWriteTracker final : public WriteTracker {
   void settleWatches() override {
     if (unsettled_.empty()) return;
     std::string why;
-    if (!skel_->scanMappings(&why))  // unknown: the next drain untracks the new files
+    if (!skel_->scanMappings(&why)) {  // unknown: the next drain untracks the new files
+      log::get("sync")->warn("write tracker: {}; {} newly watched files are re-read whole from now on", why,
+                             unsettled_.size());
       scan_failed_.insert(unsettled_.begin(), unsettled_.end());
+    }
     unsettled_.clear();
   }
 
@@ -136,15 +139,15 @@ class BpfWriteTracker final : public WriteTracker {
         unwatch(id);
       }
     }
-    // A tracepoint program that was already running on a CPU (interrupted by a completion
-    // on the same CPU) is skipped by the kernel and counted in recursion_misses.
     if (std::uint64_t m = *c.flag_mismatch; m != last_mismatch_) {
       last_mismatch_ = m;
       log::get("sync")->warn(
-          "write tracker: an asynchronous direct I/O did not carry the expected IOCB_WRITE flag (kernel "
-          "{}?); its files are re-read whole from now on",
+          "write tracker: an asynchronous direct I/O's IOCB_WRITE flag disagreed with its direction on "
+          "Linux {} (has the flag's value changed?); the files concerned are re-read whole from now on",
           kernelRelease());
     }
+    // A tracepoint program that was already running on a CPU (interrupted by a completion
+    // on the same CPU) is skipped by the kernel and counted in recursion_misses.
     std::uint64_t misses = recursionMisses();
     if (misses != misses_) {
       misses_ = misses;
