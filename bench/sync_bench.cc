@@ -8,24 +8,37 @@
 //   initial   full copy of a tree of video-like (incompressible) files: time, bytes, CPU
 //   freeze    a 1 GiB file, X MiB rewritten in place since the last round; time from
 //             "freeze" (finalDelta) until the replica is identical and fsynced
+//   overhead  (--overhead) what the eBPF write tracker costs every other process: tight
+//             loops of cheap syscalls with and without the tracker loaded
+//   steady    (--steady) CPU of the mirror while a writer rewrites random pages of a
+//             1 GiB file at ~200 writes/s and a round runs every 50 ms, as in the node
 //
 // Every run is checked with compareTrees (content and metadata) and fails loudly if the
 // replica differs.
+#if FERRY_BENCH_BPF_STATS
+#include <bpf/bpf.h>
+#endif
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <memory>
 #include <numeric>
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ferry/base/process.h"
@@ -52,6 +65,9 @@ struct Config {
   bool cold = true;  // also run with the file dropped from the page cache (like O_DIRECT)
   bool initial = true;
   bool freeze = true;
+  bool overhead = false;  // --overhead: syscall cost with and without the write tracker
+  bool steady = false;    // --steady: mirror CPU per minute under a steady writer
+  int steady_seconds = 60;
 };
 
 bool g_track_writes = true;  // --no-tracking: whole-file re-reads (the mirror without a write tracker)
@@ -373,6 +389,376 @@ void benchFreeze(const Config& c) {
   fs::remove_all(base);
 }
 
+double threadCpu() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+// ---- --overhead: the write tracker's cost to every other process --------------------------
+// `repeat` rounds; each runs every operation with the tracker unloaded ("off"), then loaded
+// and watching the ext4 file ("on"). Reported: on-CPU nanoseconds per operation of the
+// looping thread (CLOCK_THREAD_CPUTIME_ID: time preempted by other load does not count; for
+// O_DIRECT the disk wait does not either), min and median over the rounds, and the wall-time
+// median. The ring buffer is drained between batches of 10000 operations (not timed).
+struct AlignedBuffer {
+  explicit AlignedBuffer(std::size_t n) {
+    if (::posix_memalign(&p, 4096, n) != 0) die("out of memory");
+    std::memset(p, 'o', n);
+  }
+  ~AlignedBuffer() { std::free(p); }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  void* p = nullptr;
+};
+
+// Run time of BPF programs as the kernel counts it (only while a BPF_ENABLE_STATS fd is
+// open): the programs loaded since baseline(), summed.
+class BpfRunTime {
+ public:
+#if FERRY_BENCH_BPF_STATS
+  BpfRunTime() : stats_fd_(bpf_enable_stats(BPF_STATS_RUN_TIME)) {}
+  ~BpfRunTime() {
+    if (stats_fd_ >= 0) ::close(stats_fd_);
+  }
+  // Around loading the tracker: its programs are the ones that appeared in between (not
+  // those another process loads later).
+  void baseline() {
+    before_ = ids();
+  }
+  void loaded() {
+    mine_.clear();
+    for (std::uint32_t id : ids())
+      if (!before_.count(id)) mine_.insert(id);
+  }
+  // Names of BPF programs loaded by others right now (another ferry node's tracker...).
+  [[nodiscard]] std::set<std::string> foreign() const {
+    std::set<std::string> out;
+    for (std::uint32_t id : ids()) {
+      if (mine_.count(id)) continue;
+      int fd = bpf_prog_get_fd_by_id(id);
+      if (fd < 0) continue;
+      bpf_prog_info info{};
+      std::uint32_t len = sizeof info;
+      if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) out.insert(info.name);
+      ::close(fd);
+    }
+    return out;
+  }
+  // (run_time_ns, run_cnt) of the tracker's programs, by name.
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> byName() const {
+    std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> out;
+    for (std::uint32_t id : mine_) {
+      int fd = bpf_prog_get_fd_by_id(id);
+      if (fd < 0) continue;
+      bpf_prog_info info{};
+      std::uint32_t len = sizeof info;
+      if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
+        auto& [ns, cnt] = out[info.name];
+        ns += info.run_time_ns;
+        cnt += info.run_cnt;
+      }
+      ::close(fd);
+    }
+    return out;
+  }
+  std::pair<std::uint64_t, std::uint64_t> sample() const {
+    std::uint64_t ns = 0, cnt = 0;
+    for (auto& [name, v] : byName()) {
+      ns += v.first;
+      cnt += v.second;
+    }
+    return {ns, cnt};
+  }
+  [[nodiscard]] bool on() const {
+    return stats_fd_ >= 0;
+  }
+
+ private:
+  static std::set<std::uint32_t> ids() {
+    std::set<std::uint32_t> out;
+    std::uint32_t id = 0;
+    while (bpf_prog_get_next_id(id, &id) == 0) out.insert(id);
+    return out;
+  }
+  int stats_fd_ = -1;
+  std::set<std::uint32_t> before_, mine_;
+#else
+  void baseline() {}
+  void loaded() {}
+  [[nodiscard]] std::set<std::string> foreign() const {
+    return {};
+  }
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> byName() const {
+    return {};
+  }
+  std::pair<std::uint64_t, std::uint64_t> sample() const {
+    return {0, 0};
+  }
+  [[nodiscard]] bool on() const {
+    return false;
+  }
+#endif
+  BpfRunTime(const BpfRunTime&) = delete;
+  BpfRunTime& operator=(const BpfRunTime&) = delete;
+};
+
+void benchOverhead(const Config& c) {
+  fs::path base = c.dir / "overhead";
+  fs::remove_all(base);
+  fs::create_directories(base);
+  constexpr std::uint64_t kSpan = 64ull << 20;  // offsets cycle over 64 MiB
+  constexpr std::size_t kPage = 16384;
+  fs::path tracked = base / "tracked.ibd";
+  writeRandomFile(tracked, kSpan, 99);
+  fs::path other = base / "other.ibd";  // ext4, never watched: what every other service pays
+  writeRandomFile(other, kSpan, 98);
+  std::string shm = "/dev/shm/ferry-overhead-" + std::to_string(::getpid());
+  int shm_fd = ::open(shm.c_str(), O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0600);
+  int buf_fd = ::open(tracked.c_str(), O_RDWR | O_CLOEXEC);
+  int dio_fd = ::open(tracked.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC);
+  int other_fd = ::open(other.c_str(), O_RDWR | O_CLOEXEC);
+  int other_dio_fd = ::open(other.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC);
+  if (shm_fd < 0 || buf_fd < 0 || dio_fd < 0 || other_fd < 0 || other_dio_fd < 0)
+    die("cannot open the overhead files under " + base.string());
+  AlignedBuffer page(kPage);
+  struct Op {
+    const char* name;
+    std::uint64_t count;
+    std::function<void(std::uint64_t)> run;
+  };
+  auto off = [&](std::uint64_t i) { return static_cast<off_t>((i * kPage * 7919) % kSpan); };
+  const Op ops[] = {
+      {"getppid()", 200000, [](std::uint64_t) { ::syscall(SYS_getppid); }},
+      {"pwrite 16 KiB, tmpfs (/dev/shm)", 50000,
+       [&](std::uint64_t i) {
+         if (::pwrite(shm_fd, page.p, kPage, off(i)) != static_cast<ssize_t>(kPage))
+           die("tmpfs pwrite failed");
+       }},
+      {"pwrite 16 KiB, ext4 buffered, untracked file", 30000,
+       [&](std::uint64_t i) {
+         if (::pwrite(other_fd, page.p, kPage, off(i)) != static_cast<ssize_t>(kPage))
+           die("ext4 pwrite failed");
+       }},
+      {"pread 16 KiB, ext4 O_DIRECT, untracked file", 2000,
+       [&](std::uint64_t i) {
+         if (::pread(other_dio_fd, page.p, kPage, off(i)) != static_cast<ssize_t>(kPage))
+           die("O_DIRECT pread failed");
+       }},
+      {"pwrite 16 KiB, ext4 buffered, tracked file", 30000,
+       [&](std::uint64_t i) {
+         if (::pwrite(buf_fd, page.p, kPage, off(i)) != static_cast<ssize_t>(kPage))
+           die("ext4 pwrite failed");
+       }},
+      {"pwrite 16 KiB, ext4 O_DIRECT, tracked file", 2000,
+       [&](std::uint64_t i) {
+         if (::pwrite(dio_fd, page.p, kPage, off(i)) != static_cast<ssize_t>(kPage))
+           die("O_DIRECT pwrite failed");
+       }},
+      {"mmap+munmap 4 KiB anonymous", 50000,
+       [&](std::uint64_t) {
+         void* m = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+         if (m == MAP_FAILED) die("mmap failed");
+         ::munmap(m, 4096);
+       }},
+  };
+  constexpr std::size_t kOps = sizeof ops / sizeof ops[0];
+  std::unique_ptr<WriteTracker> tracker;
+  BpfRunTime runtime;
+  auto load = [&](bool on) {
+    tracker.reset();
+    if (!on) return;
+    runtime.baseline();
+    auto t = openBpfWriteTracker();
+    if (!t.ok()) die(t.error().message());
+    tracker = std::move(t).value();
+    runtime.loaded();
+    struct stat st {};
+    ::stat(tracked.c_str(), &st);
+    Status w = tracker->watch(tracked.string(), FileId{st.st_dev, st.st_ino});
+    if (!w.ok()) die(w.error().message());
+  };
+  std::vector<double> cpu[kOps][2], wall[kOps][2];
+  std::uint64_t prog_ns[kOps] = {}, prog_runs[kOps] = {}, prog_ops[kOps] = {};
+  std::map<std::string, std::pair<std::uint64_t, std::uint64_t>> per_prog[kOps];
+  std::set<std::string> foreign;  // programs of other processes seen during the runs
+  for (int k = 0; k < c.repeat; ++k) {
+    for (int on = 0; on <= 1; ++on) {
+      load(on == 1);
+      for (std::size_t o = 0; o < kOps; ++o) {
+        constexpr std::uint64_t kBatch = 10000;
+        double w = 0, u = 0;
+        for (auto& name : runtime.foreign()) foreign.insert(name);
+        auto p0 = runtime.sample();
+        auto n0 = runtime.byName();
+        for (std::uint64_t done = 0; done < ops[o].count;) {
+          std::uint64_t n = std::min(kBatch, ops[o].count - done);
+          double t0 = now(), c0 = threadCpu();
+          for (std::uint64_t i = done; i < done + n; ++i) ops[o].run(i);
+          u += threadCpu() - c0;
+          w += now() - t0;
+          done += n;
+          if (tracker) (void)tracker->drain();
+        }
+        if (on) {
+          auto p1 = runtime.sample();
+          prog_ns[o] += p1.first - p0.first;
+          prog_runs[o] += p1.second - p0.second;
+          prog_ops[o] += ops[o].count;
+          for (auto& [name, v] : runtime.byName()) {
+            per_prog[o][name].first += v.first - n0[name].first;
+            per_prog[o][name].second += v.second - n0[name].second;
+          }
+        }
+        cpu[o][on].push_back(u / static_cast<double>(ops[o].count));
+        wall[o][on].push_back(w / static_cast<double>(ops[o].count));
+      }
+    }
+  }
+  tracker.reset();
+  std::printf(
+      "\n## write tracker overhead on other processes: CPU ns per operation (min / median of %d rounds), "
+      "wall median; BPF: the tracker's programs as the kernel counts them (%s)\n",
+      c.repeat, runtime.on() ? "BPF_ENABLE_STATS" : "unavailable");
+  std::printf(
+      "| operation | tracker off: CPU | tracker on: CPU | added CPU (min / median) | wall median off / on | "
+      "BPF "
+      "runs per op | BPF ns per op |\n|---|---|---|---|---|---|---|\n");
+  for (std::size_t o = 0; o < kOps; ++o) {
+    double off_min = *std::min_element(cpu[o][0].begin(), cpu[o][0].end()) * 1e9;
+    double on_min = *std::min_element(cpu[o][1].begin(), cpu[o][1].end()) * 1e9;
+    double off_med = median(cpu[o][0]) * 1e9, on_med = median(cpu[o][1]) * 1e9;
+    double n = static_cast<double>(std::max<std::uint64_t>(prog_ops[o], 1));
+    std::printf("| %s | %.0f / %.0f | %.0f / %.0f | %+.0f / %+.0f | %.0f / %.0f | %.2f | %.0f |\n",
+                ops[o].name, off_min, off_med, on_min, on_med, on_min - off_min, on_med - off_med,
+                median(wall[o][0]) * 1e9, median(wall[o][1]) * 1e9, static_cast<double>(prog_runs[o]) / n,
+                static_cast<double>(prog_ns[o]) / n);
+  }
+  if (runtime.on()) {
+    std::printf("\nBPF programs of other processes loaded during the runs (they affect both columns):");
+    for (auto& name : foreign) std::printf(" %s", name.c_str());
+    std::printf("%s\n", foreign.empty() ? " none" : "");
+    std::printf("\nper program (runs per op, ns per run):\n");
+    for (std::size_t o = 0; o < kOps; ++o) {
+      std::printf("- %s:", ops[o].name);
+      double n = static_cast<double>(std::max<std::uint64_t>(prog_ops[o], 1));
+      for (auto& [name, v] : per_prog[o])
+        if (v.second > 0)
+          std::printf(" %s %.2f x %.0f ns;", name.c_str(), static_cast<double>(v.second) / n,
+                      static_cast<double>(v.first) / static_cast<double>(v.second));
+      std::printf("\n");
+    }
+  }
+  ::close(shm_fd);
+  ::close(buf_fd);
+  ::close(dio_fd);
+  ::close(other_fd);
+  ::close(other_dio_fd);
+  ::unlink(shm.c_str());
+  fs::remove_all(base);
+}
+
+// ---- --steady: the mirror's CPU while the service runs --------------------------------------
+// A writer thread rewrites random 16 KiB pages of a 1 GiB file with O_DIRECT (as InnoDB) at
+// ~200 writes/s; the mirror runs a round every 50 ms (as the node) into a sink that only
+// counts (the replica's cost is the other host's). Mirror CPU = this process's CPU minus the
+// writer thread's (which includes the tracker's programs, run in the writer's syscalls).
+class CountingSink : public DeltaSink {
+ public:
+  Status send(Message) override {
+    ++messages;
+    return okStatus();
+  }
+  std::uint64_t messages = 0;
+};
+
+void benchSteady(const Config& c) {
+  fs::path base = c.dir / "steady";
+  fs::remove_all(base);
+  fs::create_directories(base / "src");
+  std::uint64_t file_bytes = c.file_mib << 20;
+  fs::path file = base / "src" / "ibdata1";
+  writeRandomFile(file, file_bytes, 42);
+  for (int i = 0; i < 20; ++i)
+    writeRandomFile(base / "src" / ("t" + std::to_string(i) + ".frm"), 4096,
+                    7 + static_cast<std::uint64_t>(i));
+  MirrorOptions mo;
+  mo.block_size = c.block_kib * 1024;
+  mo.track_writes = g_track_writes;
+  auto opened = DirectoryMirror::open(base / "src", mo);
+  if (!opened.ok()) die(opened.error().message());
+  DirectoryMirror& mirror = **opened;
+  CountingSink sink;
+  auto first = mirror.computeDelta(sink);
+  if (!first.ok()) die(first.error().message());
+  mirror.acknowledge(mo.epoch, mirror.lastSentSeq());
+
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> writes{0};
+  std::atomic<double> writer_cpu{0};
+  std::thread writer([&] {
+    int fd = ::open(file.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
+    if (fd < 0) die("cannot open " + file.string());
+    AlignedBuffer page(16384);
+    std::mt19937_64 rng(5);
+    std::uint64_t st = 77;
+    auto next = std::chrono::steady_clock::now();
+    while (!stop.load()) {
+      fillRandom(static_cast<std::uint8_t*>(page.p), 16384, st);
+      auto slot = static_cast<off_t>((rng() % (file_bytes / 16384)) * 16384);
+      if (::pwrite(fd, page.p, 16384, slot) != 16384) die("steady writer: pwrite failed");
+      writes.fetch_add(1);
+      writer_cpu.store(threadCpu());
+      next += std::chrono::milliseconds(5);  // 200 writes/s
+      std::this_thread::sleep_until(next);
+    }
+    ::close(fd);
+  });
+  auto runFor = [&](double seconds, bool measure) {
+    double t_end = now() + seconds;
+    double c0 = cpuSelf(), w0 = writer_cpu.load(), t0 = now();
+    std::uint64_t writes0 = writes.load(), rounds = 0, read = 0, blocks = 0, ranged = 0;
+    double busy = 0;
+    while (now() < t_end) {
+      double r0 = now();
+      auto r = mirror.computeDelta(sink);
+      if (!r.ok()) die(r.error().message());
+      mirror.acknowledge(mo.epoch, mirror.lastSentSeq());
+      busy += now() - r0;
+      ++rounds;
+      read += r->bytes_read;
+      blocks += r->blocks_sent;
+      ranged += r->files_ranged;
+      std::this_thread::sleep_until(std::chrono::steady_clock::now() +
+                                    std::chrono::duration<double>(std::max(0.0, r0 + 0.05 - now())));
+    }
+    if (!measure) return;
+    double wall = now() - t0;
+    double cpu = (cpuSelf() - c0) - (writer_cpu.load() - w0);
+    double n = static_cast<double>(std::max<std::uint64_t>(rounds, 1));
+    std::printf("| %s | %.0f | %llu | %.1f | %.2f | %.1f | %.1f | %.2f |\n",
+                mirror.writeTracking().empty() ? "whole-file re-read (no tracking)"
+                                               : ("tracked (" + mirror.writeTracking() + ")").c_str(),
+                static_cast<double>(writes.load() - writes0) / wall, static_cast<unsigned long long>(rounds),
+                busy / n * 1000, static_cast<double>(read) / n / (1 << 20), static_cast<double>(blocks) / n,
+                cpu / wall * 60, cpu / n * 1000);
+    (void)ranged;
+  };
+  std::printf(
+      "\n## steady state: writer rewrites random 16 KiB pages of a %llu MiB file (O_DIRECT), round every 50 "
+      "ms, %d s\n",
+      static_cast<unsigned long long>(c.file_mib), c.steady_seconds);
+  std::printf(
+      "| mirror | writes/s | rounds | round ms (mean) | read MiB/round | blocks sent/round | mirror CPU s "
+      "per "
+      "minute | CPU ms per round |\n|---|---|---|---|---|---|---|---|\n");
+  runFor(3, false);  // settle
+  runFor(c.steady_seconds, true);
+  stop = true;
+  writer.join();
+  fs::remove_all(base);
+}
+
 std::vector<std::uint64_t> parseList(const std::string& s) {
   std::vector<std::uint64_t> out;
   std::size_t start = 0;
@@ -431,20 +817,36 @@ int main(int argc, char** argv) {
       c.initial = false;
     else if (a == "--no-tracking")
       g_track_writes = false;
+    else if (a == "--overhead")
+      c.overhead = true;
+    else if (a == "--steady")
+      c.steady = true;
+    else if (a == "--steady-seconds")
+      c.steady_seconds = std::stoi(val());
     else {
       std::fprintf(
           stderr,
           "usage: ferry_sync_bench [--dir D] [--tree-mib 625] [--file-mib 1024] [--changes-mib 1,10,100]\n"
           "  [--patterns pages,extents,contiguous] [--block-kib 16] [--repeat 3] [--no-rsync] [--warm-only]\n"
-          "  [--initial-only|--freeze-only] [--no-tracking]\n");
+          "  [--initial-only|--freeze-only] [--no-tracking]\n"
+          "  [--overhead] (only: the write tracker's cost to other processes' syscalls)\n"
+          "  [--steady [--steady-seconds 60]] (only: mirror CPU under a steady writer, 50 ms rounds)\n");
       return 2;
     }
   }
-  if (c.rsync && findInPath("rsync").empty())
+  if (c.rsync && !c.overhead && !c.steady && findInPath("rsync").empty())
     die("rsync not found — apt-get install -y rsync, or pass --no-rsync");
   fs::create_directories(c.dir);
-  std::printf("# ferry_sync_bench (in-process, no network), %d repeats, dir %s, write tracking %s\n", c.repeat,
-              c.dir.c_str(), g_track_writes ? "auto" : "off");
+  std::printf("# ferry_sync_bench (in-process, no network), %d repeats, dir %s, write tracking %s\n",
+              c.repeat, c.dir.c_str(), g_track_writes ? "auto" : "off");
+  if (c.overhead) {
+    benchOverhead(c);
+    return 0;
+  }
+  if (c.steady) {
+    benchSteady(c);
+    return 0;
+  }
   if (c.initial) benchInitial(c);
   if (c.freeze) benchFreeze(c);
   return 0;

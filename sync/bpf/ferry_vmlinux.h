@@ -44,11 +44,23 @@ struct super_block {
   void *s_fs_info;
 } __attribute__((preserve_access_index));
 
+typedef struct {
+  __s64 counter;
+} atomic_long_t;
+
+/* i_rwsem: `owner` is the task holding it for writing (low 3 bits are flags). Absent on
+ * PREEMPT_RT kernels (checked with bpf_core_field_exists). */
+struct rw_semaphore {
+  atomic_long_t count;
+  atomic_long_t owner;
+} __attribute__((preserve_access_index));
+
 struct inode {
   umode_t i_mode;
   struct super_block *i_sb;
   unsigned long i_ino;
   loff_t i_size;
+  struct rw_semaphore i_rwsem;
 } __attribute__((preserve_access_index));
 
 struct dentry {
@@ -68,6 +80,8 @@ struct file {
 struct kiocb {
   struct file *ki_filp;
   loff_t ki_pos;
+  void (*ki_complete)(struct kiocb *iocb, long ret);
+  int ki_flags;
 } __attribute__((preserve_access_index));
 
 struct ext4_super_block {
@@ -97,18 +111,73 @@ struct files_struct {
   struct fdtable *fdt;
 } __attribute__((preserve_access_index));
 
+/* x86: `status & TS_COMPAT` while a 32-bit (ia32) syscall runs. */
+struct thread_info {
+  __u32 status;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
+  struct thread_info thread_info;
+  unsigned int flags;
+  int tgid;
   struct files_struct *files;
 } __attribute__((preserve_access_index));
 
-/* x86-64 syscall arguments: di, si, dx, r10, r8, r9. */
+/* The user registers of a task: x86-64 syscall arguments di, si, dx, r10, r8, r9; ia32
+ * ones bx, cx, dx, si, di, bp. orig_ax: the syscall number. */
 struct pt_regs {
-  unsigned long di;
-  unsigned long si;
-  unsigned long dx;
+  unsigned long bp;
+  unsigned long bx;
   unsigned long r10;
   unsigned long r8;
+  unsigned long cx;
+  unsigned long dx;
+  unsigned long si;
+  unsigned long di;
   unsigned long orig_ax;
+} __attribute__((preserve_access_index));
+
+struct mm_struct;
+
+struct vm_area_struct {
+  unsigned long vm_flags;
+  struct file *vm_file;
+} __attribute__((preserve_access_index));
+
+/* Contexts of the BPF iterators (the kernel wraps each pointer in an 8-byte union). */
+struct seq_file;
+
+struct bpf_iter_meta {
+  union {
+    struct seq_file *seq;
+  };
+  __u64 session_id;
+  __u64 seq_num;
+} __attribute__((preserve_access_index));
+
+struct bpf_iter__task_file {
+  union {
+    struct bpf_iter_meta *meta;
+  };
+  union {
+    struct task_struct *task;
+  };
+  __u32 fd;
+  union {
+    struct file *file;
+  };
+} __attribute__((preserve_access_index));
+
+struct bpf_iter__task_vma {
+  union {
+    struct bpf_iter_meta *meta;
+  };
+  union {
+    struct task_struct *task;
+  };
+  union {
+    struct vm_area_struct *vma;
+  };
 } __attribute__((preserve_access_index));
 
 #endif

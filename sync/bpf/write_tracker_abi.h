@@ -22,14 +22,17 @@ struct ft_key {
 
 /* Per watched file; the program only adds. */
 struct ft_state {
-  ft_u64 lost;   /* ranges that did not fit in the ring buffer: re-read the whole file */
-  ft_u64 mapped; /* mmap(MAP_SHARED) that can write: writes are invisible from then on */
+  ft_u64 lost;      /* ranges that did not fit in the ring buffer: re-read the whole file */
+  ft_u64 mapped;    /* mmap(MAP_SHARED) that can write: writes are invisible from then on */
+  ft_u64 unordered; /* an fallocate seen without i_rwsem held: its ordering is unknown */
 };
 
 #define FT_TO_EOF (~0ull)
 
 /* One range whose new bytes are already in place: in the page cache (buffered write), or
- * on disk with the page cache invalidated (direct I/O). Never emitted before. */
+ * on disk with the page cache invalidated (direct I/O); or (FT_FALLOCATE) a change emitted
+ * while its task holds the inode's i_rwsem for writing, which the reader waits for by taking
+ * i_rwsem itself (lseek SEEK_DATA) before it reads. */
 struct ft_event {
   struct ft_key key;
   ft_u64 offset;
@@ -42,17 +45,13 @@ enum ft_kind {
   FT_BUFFERED = 1, /* ext4 write_end: the bytes were copied into the page cache */
   FT_DIRECT = 2,   /* iomap direct I/O completed (libaio, io_uring, O_DIRECT pwrite) */
   FT_TRUNCATE = 3, /* ext4 truncate finished: [new size, EOF) */
-  FT_FALLOCATE = 4 /* fallocate(2) returned: its range (COLLAPSE/INSERT: to EOF) */
+  FT_FALLOCATE = 4 /* ext4 fallocate (punch, zero, collapse/insert: to EOF, allocate), under
+                      i_rwsem: complete once the reader holds i_rwsem */
 };
 
-/* The identity probe: the loader calls posix_fadvise(fd, FT_PROBE_OFFSET, FT_PROBE_LEN,
- * POSIX_FADV_NORMAL) on a file it opened; the program (sys_enter) records what the fd
- * names. */
-#define FT_PROBE_OFFSET 0x46657272795f7072ll /* "Ferry_pr" */
-#define FT_PROBE_LEN 0x6f62654964656e74ll    /* "obeIdent" */
-
+/* The identity of one open file, written by the iter/task_file program for the fd the loader
+ * names (probe_fd of its own process). */
 struct ft_probe {
-  ft_u64 request;      /* the loader's request number; the program copies it when done */
   struct ft_key outer; /* file_inode(file) of the fd (the overlay inode on overlayfs) */
   struct ft_key real;  /* the inode the filesystem tracepoints name */
   ft_u64 real_magic;   /* statfs magic of the real file's filesystem */

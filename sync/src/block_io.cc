@@ -7,9 +7,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 
 namespace ferry::sync::detail {
@@ -126,6 +129,200 @@ Status hashBlocks(int fd, std::uint64_t size, std::uint32_t block_size, std::uin
     i = run_end;
   }
   return okStatus();
+}
+
+namespace {
+
+// One pread of the ranged reader: blocks [first, first + blocks).
+struct Span {
+  std::uint64_t first = 0;
+  std::uint64_t blocks = 0;
+};
+
+constexpr std::uint64_t kAheadBytes = 32ull << 20;   // requested ahead (one thread)...
+constexpr std::size_t kAheadSpans = 256;             // ...in at most this many reads
+constexpr std::size_t kParallelSpans = 16;           // fewer reads: the calling thread alone
+constexpr std::uint64_t kWindowBytes = 16ull << 20;  // read, not yet consumed (parallel readers)
+
+// Reads `len` bytes at `off` (retrying short reads); pads what is missing with zeros.
+// Returns the bytes read, or -errno.
+long long readFull(int fd, std::uint8_t* buf, std::size_t len, std::uint64_t off) {
+  std::size_t got = 0;
+  while (got < len) {
+    ssize_t r = ::pread(fd, buf + got, len - got, static_cast<off_t>(off + got));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return -errno;
+    }
+    if (r == 0) break;
+    got += static_cast<std::size_t>(r);
+  }
+  if (got < len) std::memset(buf + got, 0, len - got);
+  return static_cast<long long>(got);
+}
+
+// The hashes of one span, computed by whichever thread read it.
+struct HashedSpan {
+  std::vector<std::uint64_t> hashes;
+  std::vector<char> zero;
+  // `zero_hash`: zeroHash(bs), looked up once (zeroHash takes a lock).
+  void compute(const std::uint8_t* buf, std::uint64_t size, std::uint32_t bs, std::uint64_t zero_hash,
+               const Span& sp) {
+    hashes.resize(sp.blocks);
+    zero.resize(sp.blocks);
+    for (std::uint64_t k = 0; k < sp.blocks; ++k) {
+      std::uint32_t l = blockLength(size, bs, sp.first + k);
+      const std::uint8_t* p = buf + k * bs;
+      hashes[k] = hashBytes(p, l);
+      zero[k] = hashes[k] == (l == bs ? zero_hash : zeroHash(l)) && allZero(p, l) ? 1 : 0;
+    }
+  }
+};
+
+}  // namespace
+
+Status hashBlockRanges(int fd, std::uint64_t size, std::uint32_t block_size, const BlockRanges& ranges,
+                       std::uint32_t threads, const std::function<Status(const BlockView&)>& fn,
+                       std::uint64_t* bytes_read, bool* changed_under_us) {
+  const std::uint64_t bs = block_size;
+  const std::uint64_t n_blocks = blockCount(size, block_size);
+  const std::uint64_t per = std::max<std::uint64_t>(1, kReadChunk / bs);
+  std::vector<Span> spans;
+  for (auto [lo, hi] : ranges) {
+    hi = std::min(hi, n_blocks);
+    for (std::uint64_t b = lo; b < hi; b += per) spans.push_back({b, std::min(per, hi - b)});
+  }
+  if (spans.empty()) return okStatus();
+  auto bytesOf = [&](const Span& sp) { return std::min(size, (sp.first + sp.blocks) * bs) - sp.first * bs; };
+  // Takes i_rwsem (shared) once: an fallocate recorded before our drain has finished.
+  (void)::lseek(fd, 0, SEEK_DATA);
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM);
+  // Small sets on the calling thread, with the next reads requested ahead (WILLNEED: each
+  // call submits its reads and returns). Large sets: `threads` blocking readers, which keep
+  // that many reads in flight; on this VM that beats WILLNEED, whose submissions (a virtio
+  // notification each) all land on one thread.
+  std::uint64_t largest = 0;
+  for (const Span& sp : spans) largest = std::max(largest, bytesOf(sp));
+  const std::uint64_t zero_hash = zeroHash(block_size);
+  auto deliver = [&](const Span& sp, const std::uint8_t* buf, const HashedSpan& h) -> Status {
+    for (std::uint64_t k = 0; k < sp.blocks; ++k) {
+      BlockView v{sp.first + k, blockLength(size, block_size, sp.first + k), h.hashes[k], buf + k * bs,
+                  h.zero[k] != 0};
+      FERRY_TRY(fn(v));
+    }
+    return okStatus();
+  };
+  auto readError = [](long long e) {
+    return makeError(std::string("cannot read a file to hash it: ") + std::strerror(static_cast<int>(-e)));
+  };
+
+  if (threads <= 1 || spans.size() < kParallelSpans) {
+    std::unique_ptr<std::uint8_t[]> buf(new std::uint8_t[largest]);
+    HashedSpan h;
+    std::uint64_t ahead_bytes = 0;  // requested ahead, not yet read
+    std::size_t issued = 1;         // spans [1, issued) were requested ahead
+    for (std::size_t i = 0; i < spans.size(); ++i) {
+      std::uint64_t len = bytesOf(spans[i]);
+      if (i > 0 && i < issued) ahead_bytes -= len;  // read now
+      issued = std::max(issued, i + 1);
+      while (issued < spans.size() && issued - i <= kAheadSpans && ahead_bytes < kAheadBytes) {
+        const Span& sp = spans[issued++];
+        ::posix_fadvise(fd, static_cast<off_t>(sp.first * bs), static_cast<off_t>(bytesOf(sp)),
+                        POSIX_FADV_WILLNEED);
+        ahead_bytes += bytesOf(sp);
+      }
+      long long got = readFull(fd, buf.get(), len, spans[i].first * bs);
+      if (got < 0) return readError(got);
+      if (static_cast<std::uint64_t>(got) < len && changed_under_us) *changed_under_us = true;
+      if (bytes_read) *bytes_read += static_cast<std::uint64_t>(got);
+      h.compute(buf.get(), size, block_size, zero_hash, spans[i]);
+      FERRY_TRY(deliver(spans[i], buf.get(), h));
+    }
+    return okStatus();
+  }
+
+  // `threads` workers take the next span and a free slot, read and hash it, and queue the
+  // slot; the caller takes every queued slot at once and calls fn for its blocks. Waits
+  // notify only a thread that is waiting: on a VM every wakeup is dear.
+  // Four slots per reader; fewer readers for big spans (the window stays under kWindowBytes).
+  // Fresh buffer pages fault on first touch, which costs on a VM: keep the window small.
+  threads = static_cast<std::uint32_t>(
+      std::clamp<std::uint64_t>(kWindowBytes / (4 * largest), 2, std::uint64_t{threads}));
+  struct Slot {
+    std::unique_ptr<std::uint8_t[]> buf;
+    HashedSpan hashed;
+    std::size_t span = 0;
+    long long got = 0;
+  };
+  std::vector<Slot> slots(std::min<std::size_t>(spans.size(), 4 * std::size_t{threads}));
+  std::vector<std::size_t> free_slots, ready, batch;
+  for (std::size_t k = 0; k < slots.size(); ++k) {
+    slots[k].buf.reset(new std::uint8_t[largest]);
+    free_slots.push_back(k);
+  }
+  std::mutex mu;
+  std::condition_variable ready_cv, free_cv;
+  std::size_t next = 0, idle_workers = 0;
+  std::size_t caller_wants = 0;  // > 0: the caller sleeps until this many slots are ready
+  bool stop = false;
+  auto worker = [&] {
+    std::unique_lock lock(mu);
+    for (;;) {
+      while (!stop && next < spans.size() && free_slots.empty()) {
+        ++idle_workers;
+        free_cv.wait(lock);
+        --idle_workers;
+      }
+      if (stop || next >= spans.size()) return;
+      std::size_t i = next++, k = free_slots.back();
+      free_slots.pop_back();
+      lock.unlock();
+      Slot& sl = slots[k];
+      sl.span = i;
+      sl.got = readFull(fd, sl.buf.get(), bytesOf(spans[i]), spans[i].first * bs);
+      if (sl.got >= 0) sl.hashed.compute(sl.buf.get(), size, block_size, zero_hash, spans[i]);
+      lock.lock();
+      ready.push_back(k);
+      if (caller_wants > 0 && ready.size() >= caller_wants) ready_cv.notify_one();
+    }
+  };
+  std::vector<std::thread> pool;
+  for (std::uint32_t t = 0; t < threads; ++t) pool.emplace_back(worker);
+  Status result = okStatus();
+  for (std::size_t delivered = 0; delivered < spans.size() && result.ok();) {
+    {
+      // Wake for a few reads at a time, not for each one.
+      std::unique_lock lock(mu);
+      caller_wants = std::min<std::size_t>(std::max<std::size_t>(1, threads / 4), spans.size() - delivered);
+      ready_cv.wait(lock, [&] { return ready.size() >= caller_wants; });
+      caller_wants = 0;
+      batch.swap(ready);
+    }
+    for (std::size_t k : batch) {
+      Slot& sl = slots[k];
+      ++delivered;
+      if (!result.ok()) continue;
+      std::uint64_t len = bytesOf(spans[sl.span]);
+      if (sl.got < 0) {
+        result = readError(sl.got);
+        continue;
+      }
+      if (static_cast<std::uint64_t>(sl.got) < len && changed_under_us) *changed_under_us = true;
+      if (bytes_read) *bytes_read += static_cast<std::uint64_t>(sl.got);
+      result = deliver(spans[sl.span], sl.buf.get(), sl.hashed);
+    }
+    std::lock_guard lock(mu);
+    free_slots.insert(free_slots.end(), batch.begin(), batch.end());
+    batch.clear();
+    if (idle_workers > 0) free_cv.notify_all();
+  }
+  {
+    std::lock_guard lock(mu);
+    stop = true;
+    free_cv.notify_all();
+  }
+  for (auto& th : pool) th.join();
+  return result;
 }
 
 void encodeBlock(const std::uint8_t* data, std::uint32_t length, bool compress, double max_ratio,

@@ -7,6 +7,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "ferry/base/error.h"
@@ -34,6 +35,24 @@ struct BlockView {
 Status hashBlocks(int fd, std::uint64_t size, std::uint32_t block_size, std::uint64_t first,
                   std::uint64_t last, const std::function<Status(const BlockView&)>& fn,
                   std::uint64_t* bytes_read, bool* changed_under_us);
+
+// Hashes the blocks of `ranges` (sorted, disjoint [first, last) block ranges) of an open
+// file of `size` bytes, for a tracked file's dirty blocks, scattered over the file:
+// - it first takes the file's i_rwsem (lseek SEEK_DATA; ext4 takes it shared), so that a
+//   change recorded under it (the write tracker's fallocate records) is complete;
+// - adjacent blocks are read together (up to 1 MiB per pread); readahead is off for the
+//   descriptor (POSIX_FADV_RANDOM): scattered pages must not pull their neighbours in;
+// - scattered pages that are not in the page cache (O_DIRECT writers) are read many at a
+//   time, not one by one: with `threads` > 1 and at least 16 reads, that many threads read
+//   and hash (each keeps one read in flight) while the calling thread only consumes; fewer
+//   reads run on the calling thread, the next ones requested ahead (POSIX_FADV_WILLNEED).
+// `fn` is called on the calling thread for every block: in file order within a read of up
+// to 1 MiB, reads in the order they complete. Holes are read (as zeros). A short read pads
+// with zeros and sets *changed_under_us.
+using BlockRanges = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
+Status hashBlockRanges(int fd, std::uint64_t size, std::uint32_t block_size, const BlockRanges& ranges,
+                       std::uint32_t threads, const std::function<Status(const BlockView&)>& fn,
+                       std::uint64_t* bytes_read, bool* changed_under_us);
 
 inline std::uint64_t blockCount(std::uint64_t size, std::uint32_t block_size) {
   return (size + block_size - 1) / block_size;

@@ -14,14 +14,14 @@ struct BpfCounters {
   volatile std::uint64_t* lost_total = nullptr;
   volatile std::uint64_t* events_total = nullptr;
   volatile std::uint64_t* mapped_total = nullptr;
-  volatile std::uint32_t* probe_tgid = nullptr;
-  volatile ft_probe* probe = nullptr;
+  volatile std::uint64_t* flag_mismatch = nullptr;
 };
 
 class BpfSkeleton {
  public:
-  // Opens, loads and attaches the program. On failure returns null and sets *error to the
-  // step and the errno text.
+  // Opens, loads and attaches the programs (the iterators to links of their own: identity
+  // restricted to this process, the mapping scan over all). On failure returns null and
+  // sets *error to the step and the errno text.
   static BpfSkeleton* open(std::string* error);
   ~BpfSkeleton();
   BpfSkeleton(const BpfSkeleton&) = delete;
@@ -30,10 +30,18 @@ class BpfSkeleton {
   [[nodiscard]] int eventsFd() const;
   [[nodiscard]] std::vector<int> programFds() const;
   [[nodiscard]] BpfCounters counters() const;
+  // What descriptor `fd` of this process is (the task_file iterator). False with *error set
+  // when the iterator fails or says nothing.
+  bool identify(int fd, ft_probe* out, std::string* error);
+  // Runs the task_vma iterator over every process: watched files with a shared writable
+  // mapping get their `mapped` counter raised.
+  bool scanMappings(std::string* error);
 
  private:
   BpfSkeleton() = default;
   void* skel_ = nullptr;
+  void* identify_link_ = nullptr;  // bpf_link*
+  void* scan_link_ = nullptr;      // bpf_link*
 };
 
 }  // namespace ferry::sync::detail

@@ -229,7 +229,10 @@ struct DirectoryMirror::Impl {
     for (auto& id : c.untracked) {
       auto it = paths.find(id);
       if (it == paths.end()) continue;
-      log::get("sync")->info("{}: mapped shared and writable; re-read whole from now on", it->second);
+      log::get("sync")->info(
+          "{}: no longer trackable (mapped shared and writable, or a change the tracker cannot order); "
+          "re-read whole from now on",
+          it->second);
       entries[it->second].tracked = false;
       pending_whole.insert(it->second);
     }
@@ -628,6 +631,9 @@ struct DirectoryMirror::Impl {
           break;
       }
     }
+    // Files watched by this round's planTask() are read below: shared writable mappings that
+    // existed before they were watched must be found first.
+    if (tracker) tracker->settleWatches();
     std::string last_deleted;
     for (auto& p : deletes) {
       if (!last_deleted.empty() && isUnder(p, last_deleted)) continue;
@@ -872,12 +878,14 @@ struct DirectoryMirror::Impl {
     std::uint64_t span = (c.last - c.first) * opt.block_size;
     if (task.partial && !fresh_file) {
       ++stats.files_ranged;
+      BlockRanges ranges;
       for (auto& [lo, hi] : task.blocks) {
         std::uint64_t a = std::max(lo, c.first), b = std::min(hi, c.last);
-        if (a >= b) continue;
-        s = hashBlocks(fd, l.size, opt.block_size, a, b, sendBlock, &stats.bytes_read, &changed_under_us);
-        if (!s.ok()) break;
+        if (a < b) ranges.emplace_back(a, b);
       }
+      // Scattered pages, many of them not in the page cache: read_depth readers.
+      s = hashBlockRanges(fd, l.size, opt.block_size, ranges, std::max(opt.hash_threads, opt.read_depth),
+                          sendBlock, &stats.bytes_read, &changed_under_us);
     } else if (!fresh_file && opt.hash_threads > 1 && span >= kParallelHashMin) {
       // A file the replica already has: hash it with several threads (hashes only),
       // then re-read just the blocks that differ and send them.

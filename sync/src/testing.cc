@@ -75,30 +75,32 @@ ThreadedLoopbackLink::~ThreadedLoopbackLink() {
     std::lock_guard lock(mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  work_cv_.notify_all();
   thread_.join();
 }
 
 void ThreadedLoopbackLink::run() {
+  std::deque<Message> batch;
   for (;;) {
-    Message m;
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      replica_waiting_ = true;
+      work_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      replica_waiting_ = false;
       if (queue_.empty()) return;  // stop_ and drained
-      m = std::move(queue_.front());
-      queue_.pop_front();
+      batch.swap(queue_);
     }
-    const auto* end = std::get_if<BatchEnd>(&m);
-    std::uint64_t epoch = end ? end->epoch : 0, seq = end ? end->seq : 0;
-    Status s = error_ ? okStatus() : replica_.apply(m);
-    {
+    for (Message& m : batch) {
+      const auto* end = std::get_if<BatchEnd>(&m);
+      std::uint64_t epoch = end ? end->epoch : 0, seq = end ? end->seq : 0;
+      Status s = error_ ? okStatus() : replica_.apply(m);
       std::lock_guard lock(mu_);
       if (!s.ok() && !error_) error_ = s.error();
       if (s.ok() && end && !error_) acks_.emplace_back(epoch, seq);
       --in_flight_;
+      if (room_waiters_ > 0) room_cv_.notify_all();
     }
-    cv_.notify_all();
+    batch.clear();
   }
 }
 
@@ -115,13 +117,16 @@ Status ThreadedLoopbackLink::send(Message message) {
   wire_bytes_ += wireSize(message);
   {
     std::unique_lock lock(mu_);
-    if (!cv_.wait_for(lock, std::chrono::minutes(5), [&] { return error_ || in_flight_ < window_; }))
-      return makeError("threaded loopback link: the replica took no message for 5 minutes");
+    ++room_waiters_;
+    bool room =
+        room_cv_.wait_for(lock, std::chrono::minutes(5), [&] { return error_ || in_flight_ < window_; });
+    --room_waiters_;
+    if (!room) return makeError("threaded loopback link: the replica took no message for 5 minutes");
     if (error_) return *error_;
     queue_.push_back(std::move(message));
     ++in_flight_;
+    if (replica_waiting_) work_cv_.notify_one();
   }
-  cv_.notify_all();
   deliverAcks();
   return okStatus();
 }
@@ -129,8 +134,10 @@ Status ThreadedLoopbackLink::send(Message message) {
 Status ThreadedLoopbackLink::flush(std::chrono::milliseconds timeout) {
   {
     std::unique_lock lock(mu_);
-    if (!cv_.wait_for(lock, timeout, [&] { return error_ || in_flight_ == 0; }))
-      return makeError("threaded loopback link: replica did not drain in time");
+    ++room_waiters_;
+    bool drained = room_cv_.wait_for(lock, timeout, [&] { return error_ || in_flight_ == 0; });
+    --room_waiters_;
+    if (!drained) return makeError("threaded loopback link: replica did not drain in time");
     if (error_) return *error_;
   }
   deliverAcks();

@@ -9,11 +9,13 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <set>
+#include <vector>
 
 #include "bpf_skeleton.h"
+#include "ferry/base/log.h"
 #include "ferry/sync/write_tracker.h"
 #include "write_tracker_abi.h"
 
@@ -29,6 +31,11 @@ struct KeyLess {
     return a.dev != b.dev ? a.dev < b.dev : a.ino < b.ino;
   }
 };
+
+std::string kernelRelease() {
+  struct utsname u {};
+  return ::uname(&u) == 0 ? std::string(u.release) : std::string("?");
+}
 
 struct FdCloser {
   int fd;
@@ -50,7 +57,6 @@ class BpfWriteTracker final : public WriteTracker {
     ring_ = ring_buffer__new(skel_->eventsFd(), &BpfWriteTracker::onRecord, this, nullptr);
     if (!ring_)
       return makeError(std::string("cannot read the write tracker's ring buffer: ") + std::strerror(errno));
-    *skel_->counters().probe_tgid = static_cast<std::uint32_t>(::getpid());
     misses_ = recursionMisses();
     return okStatus();
   }
@@ -63,9 +69,9 @@ class BpfWriteTracker final : public WriteTracker {
     struct stat st {};
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_ino != id.ino || st.st_dev != id.dev)
       return makeError(path + " changed while it was being tracked", "the next round looks again");
-    auto probe = identify(fd);
-    if (!probe) return probe.error();
-    const ft_probe& p = *probe;
+    ft_probe p{};
+    std::string why;
+    if (!skel_->identify(fd, &p, &why)) return makeError("cannot track " + path + ": " + why);
     if (p.overlay_lower_only) return makeError(path + ": overlayfs file not copied up yet");
     if (p.real_magic != kExt4Magic)
       return makeError(path + ": not on ext4 (the tracker reads ext4 tracepoints)");
@@ -78,7 +84,19 @@ class BpfWriteTracker final : public WriteTracker {
     by_key_[p.real] = id;
     by_id_[id] = p.real;
     seen_[p.real] = ft_state{};
+    unsettled_.push_back(id);
     return okStatus();
+  }
+
+  void settleWatches() override {
+    if (unsettled_.empty()) return;
+    std::string why;
+    if (!skel_->scanMappings(&why)) {  // unknown: the next drain untracks the new files
+      log::get("sync")->warn("write tracker: {}; {} newly watched files are re-read whole from now on", why,
+                             unsettled_.size());
+      scan_failed_.insert(unsettled_.begin(), unsettled_.end());
+    }
+    unsettled_.clear();
   }
 
   void unwatch(FileId id) override {
@@ -93,6 +111,12 @@ class BpfWriteTracker final : public WriteTracker {
   TrackedChanges drain() override {
     out_ = TrackedChanges{};
     ring_buffer__consume(ring_);
+    for (auto& id : scan_failed_) {
+      if (!by_id_.contains(id)) continue;
+      out_.untracked.insert(id);
+      unwatch(id);
+    }
+    scan_failed_.clear();
     auto c = skel_->counters();
     std::uint64_t lost = *c.lost_total, mapped = *c.mapped_total;
     if (lost != last_lost_ || mapped != last_mapped_) {
@@ -106,7 +130,7 @@ class BpfWriteTracker final : public WriteTracker {
           continue;
         }
         ft_state& was = seen_[key];
-        if (st.mapped != was.mapped) drop.push_back(id);
+        if (st.mapped != was.mapped || st.unordered != was.unordered) drop.push_back(id);
         if (st.lost != was.lost) out_.whole.insert(id);
         was = st;
       }
@@ -114,6 +138,13 @@ class BpfWriteTracker final : public WriteTracker {
         out_.untracked.insert(id);
         unwatch(id);
       }
+    }
+    if (std::uint64_t m = *c.flag_mismatch; m != last_mismatch_) {
+      last_mismatch_ = m;
+      log::get("sync")->warn(
+          "write tracker: an asynchronous direct I/O's IOCB_WRITE flag disagreed with its direction on "
+          "Linux {} (has the flag's value changed?); the files concerned are re-read whole from now on",
+          kernelRelease());
     }
     // A tracepoint program that was already running on a CPU (interrupted by a completion
     // on the same CPU) is skipped by the kernel and counted in recursion_misses.
@@ -139,18 +170,6 @@ class BpfWriteTracker final : public WriteTracker {
     return 0;
   }
 
-  Result<ft_probe> identify(int fd) {
-    auto c = skel_->counters();
-    auto* probe = const_cast<ft_probe*>(c.probe);
-    std::uint64_t before = __atomic_load_n(&probe->request, __ATOMIC_ACQUIRE);
-    ::posix_fadvise(fd, FT_PROBE_OFFSET, FT_PROBE_LEN, POSIX_FADV_NORMAL);
-    if (__atomic_load_n(&probe->request, __ATOMIC_ACQUIRE) == before)
-      return makeError("the write tracker did not see its identity probe", "is the program still attached?");
-    ft_probe p{};
-    std::memcpy(&p, probe, sizeof p);
-    return p;
-  }
-
   [[nodiscard]] std::uint64_t recursionMisses() const {
     std::uint64_t total = 0;
     for (int fd : skel_->programFds()) {
@@ -166,7 +185,9 @@ class BpfWriteTracker final : public WriteTracker {
   std::map<ft_key, FileId, KeyLess> by_key_;
   std::map<FileId, ft_key> by_id_;
   std::map<ft_key, ft_state, KeyLess> seen_;
-  std::uint64_t last_lost_ = 0, last_mapped_ = 0, misses_ = 0;
+  std::uint64_t last_lost_ = 0, last_mapped_ = 0, last_mismatch_ = 0, misses_ = 0;
+  std::vector<FileId> unsettled_;  // watched since the last mapping scan
+  std::set<FileId> scan_failed_;   // the mapping scan failed after these were watched
   TrackedChanges out_;
 };
 

@@ -89,7 +89,11 @@ class ThreadedLoopbackLink : public DeltaSink {
   ReplicaWriter& replica_;
   std::size_t window_;
   std::mutex mu_;
-  std::condition_variable cv_;
+  // A thread is woken only when it waits (a wakeup per message would cost more than the
+  // mirror's work per block on a VM): the replica thread for work, senders for room.
+  std::condition_variable work_cv_, room_cv_;
+  bool replica_waiting_ = false;
+  std::size_t room_waiters_ = 0;
   std::deque<Message> queue_;
   std::size_t in_flight_ = 0;
   bool stop_ = false;

@@ -37,8 +37,8 @@ struct TrackedChanges {
   std::map<FileId, std::vector<DirtyRange>> ranges;
   // Ranges were lost (ring buffer full): re-read these files whole, once.
   std::set<FileId> whole;
-  // Can no longer be tracked (a shared writable mapping): back to whole-file re-reads for
-  // good; the tracker has already forgotten them.
+  // Can no longer be tracked (a shared writable mapping, or a change the tracker could not
+  // order): back to whole-file re-reads for good; the tracker has already forgotten them.
   std::set<FileId> untracked;
   // Something was missed and the tracker cannot say where: re-read every tracked file.
   bool all_lost = false;
@@ -53,13 +53,19 @@ class WriteTracker {
   // tracker.
   virtual Status watch(const std::string& path, FileId id) = 0;
   virtual void unwatch(FileId id) = 0;
+  // Call after a batch of watch() calls and before reading those files: looks for shared
+  // writable mappings of them that already existed (the next drain() reports such files as
+  // untracked). New mappings are seen as they are made.
+  virtual void settleWatches() {}
   // Everything recorded since the last drain.
   virtual TrackedChanges drain() = 0;
   [[nodiscard]] virtual std::string name() const = 0;
 };
 
-// The eBPF tracker (tracepoints; x86-64 Linux with BTF). On failure the error names what is
-// missing (no BTF, not permitted, built without eBPF...).
+// The eBPF tracker (tracepoints and iterators; x86-64 Linux with BTF). On failure the error
+// names what is missing (no BTF, not permitted, built without eBPF...). Its ranges for
+// fallocate are recorded while the writer holds the inode's i_rwsem: the reader must take
+// it (lseek SEEK_DATA or SEEK_HOLE on ext4) after drain() and before it reads.
 Result<std::unique_ptr<WriteTracker>> openBpfWriteTracker();
 
 }  // namespace ferry::sync
