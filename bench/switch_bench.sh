@@ -3,7 +3,7 @@
 #
 #   bench/switch_bench.sh --out DIR [--profile cloud] [--rows 10000] [--video-mb 625]
 #                         [--state-mb 0] [--runs 10] [--drivers none,proxy,haproxy,nginx]
-#                         [--keep-lab]
+#                         [--keep-lab] [--report-only]
 #
 # One deploy of the reference service (rows, video, state) on `a`, a fresh replica on
 # `b`; then for every driver: that front on lb (`none` = the study's setup: nginx with
@@ -18,9 +18,9 @@
 # Server-side downtime is ferry's (first freeze → last restore done), the client's is the
 # probe's longest stretch without a good answer; max_request_ms is the probe's slowest.
 set -euo pipefail
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REPO=${FERRY_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 FERRY=${FERRY:-$REPO/build/node/ferry}
-out=""; profile=cloud; rows=10000; video=625; state=0; runs=10; drivers=none,proxy,haproxy,nginx; keep=0
+out=""; profile=cloud; rows=10000; video=625; state=0; runs=10; drivers=none,proxy,haproxy,nginx; keep=0; report_only=0
 while (($#)); do
   case $1 in
     --out) out=$2; shift 2 ;;
@@ -31,6 +31,7 @@ while (($#)); do
     --runs) runs=$2; shift 2 ;;
     --drivers) drivers=$2; shift 2 ;;
     --keep-lab) keep=1; shift ;;
+    --report-only) report_only=1; shift ;;
     -h|--help) sed -n 2,19p "$0"; exit 0 ;;
     *) echo "switch_bench: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -71,6 +72,38 @@ front() {  # DRIVER HOST
     "$REPO/deploy/switchover/lb-deploy.sh" --switch "$1" --on "$2" >/dev/null
   fi
 }
+
+summary() {
+python3 - "$out/runs.csv" >"$out/summary.md" <<'PY'
+import csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+def stats(vals, digits=0):
+    vals = sorted(float(v) for v in vals if v not in ("", None))
+    if not vals: return "–"
+    p = lambda q: vals[min(len(vals) - 1, int(round(q * (len(vals) - 1))))]
+    return f"{statistics.mean(vals):.{digits}f} / {p(0.5):.{digits}f} / {p(0.95):.{digits}f}"
+by = {}
+for r in rows: by.setdefault(r["driver"], []).append(r)
+r0 = rows[0] if rows else {}
+print(f"# Migrations under load per switch-over driver\n")
+print(f"profile {r0.get('profile')}, rows {r0.get('rows')}, video {r0.get('video_mb')} MB, state {r0.get('state_mb')} MB; "
+      "probe every 10 ms and the writer through lb, 15 s deadlines. Times in ms as mean / p50 / p95.\n")
+print("| driver | runs (committed) | server downtime | migration | client downtime | longest request | failed requests (probe + writer, total) | lost writes | session kept | load avg |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for d, rs in by.items():
+    ok = [r for r in rs if r["result"] == "committed"]
+    failed = sum(int(r["probe_failed"] or 0) + int(r["writer_failed"] or 0) for r in rs)
+    sent = sum(int(r["probe_sent"] or 0) + int(r["writer_acknowledged"] or 0) + int(r["writer_failed"] or 0) for r in rs)
+    checked = [r for r in rs if r["writer_missing"] != ""]
+    lost = sum(int(r["writer_missing"]) for r in checked)
+    lost = f"{lost}" + ("" if len(checked) == len(rs) else f" ({len(rs) - len(checked)} runs not checked: the writer did not stop)")
+    kept = sum(1 for r in rs if r["session_kept"] == "true")
+    print(f"| {d} | {len(rs)} ({len(ok)}) | {stats(r['downtime_ms'] for r in ok)} | {stats(r['migration_ms'] for r in ok)} | "
+          f"{stats(r['client_downtime_ms'] for r in rs)} | {stats(r['max_request_ms'] for r in rs)} | "
+          f"{failed} of {sent} | {lost} | {kept}/{len(rs)} | {stats((r['load_avg'] for r in rs), 1)} |")
+PY
+}
+if ((report_only)); then summary; cat "$out/summary.md"; exit 0; fi
 
 # ---- the lab and one deploy ----
 status=$("$FERRY" lab status --output json 2>/dev/null || echo '{}')
@@ -133,31 +166,6 @@ for driver in "${list[@]}"; do
 done
 
 # ---- summary ----
-python3 - "$csv" >"$out/summary.md" <<'PY'
-import csv, statistics, sys
-rows = list(csv.DictReader(open(sys.argv[1])))
-def stats(vals, digits=0):
-    vals = sorted(float(v) for v in vals if v not in ("", None))
-    if not vals: return "–"
-    p = lambda q: vals[min(len(vals) - 1, int(round(q * (len(vals) - 1))))]
-    return f"{statistics.mean(vals):.{digits}f} / {p(0.5):.{digits}f} / {p(0.95):.{digits}f}"
-by = {}
-for r in rows: by.setdefault(r["driver"], []).append(r)
-r0 = rows[0] if rows else {}
-print(f"# Migrations under load per switch-over driver\n")
-print(f"profile {r0.get('profile')}, rows {r0.get('rows')}, video {r0.get('video_mb')} MB, state {r0.get('state_mb')} MB; "
-      "probe every 10 ms and the writer through lb, 15 s deadlines. Times in ms as mean / p50 / p95.\n")
-print("| driver | runs (committed) | server downtime | migration | client downtime | longest request | failed requests (probe + writer, total) | lost writes | session kept | load avg |")
-print("|---|---|---|---|---|---|---|---|---|---|")
-for d, rs in by.items():
-    ok = [r for r in rs if r["result"] == "committed"]
-    failed = sum(int(r["probe_failed"] or 0) + int(r["writer_failed"] or 0) for r in rs)
-    sent = sum(int(r["probe_sent"] or 0) + int(r["writer_acknowledged"] or 0) + int(r["writer_failed"] or 0) for r in rs)
-    lost = sum(int(r["writer_missing"] or 0) for r in rs)
-    kept = sum(1 for r in rs if r["session_kept"] == "true")
-    print(f"| {d} | {len(rs)} ({len(ok)}) | {stats(r['downtime_ms'] for r in ok)} | {stats(r['migration_ms'] for r in ok)} | "
-          f"{stats(r['client_downtime_ms'] for r in rs)} | {stats(r['max_request_ms'] for r in rs)} | "
-          f"{failed} of {sent} | {lost} | {kept}/{len(rs)} | {stats((r['load_avg'] for r in rs), 1)} |")
-PY
+summary
 cat "$out/summary.md"
 ((keep)) || "$REPO/deploy/lab/nodes.sh" stop >/dev/null 2>&1 || true
