@@ -40,6 +40,31 @@ log_level = debug
   EXPECT_EQ(c->scan_interval, 60000ms);
 }
 
+TEST(Config, ParsesTheSwitchOverSettings) {
+  auto c = parseConfig(R"(switch = proxy
+switch_agent = tcp://lb:7401
+switch_key_dir = /etc/ferry/lb-keys
+switch_agent_name = front
+switch_service = shop
+switch_port = 8080
+switch_drain_timeout = 500ms
+switch_hold_timeout = 20s
+switch_exec = /usr/local/bin/switch-dns --zone example
+switch_exec_timeout = 5s
+)");
+  ASSERT_TRUE(c.ok()) << c.error().message();
+  EXPECT_EQ(c->switch_driver, "proxy");
+  EXPECT_EQ(c->switch_agent, "tcp://lb:7401");
+  EXPECT_EQ(c->switch_key_dir, "/etc/ferry/lb-keys");
+  EXPECT_EQ(c->switch_agent_name, "front");
+  EXPECT_EQ(c->switch_service, "shop");
+  EXPECT_EQ(c->switch_port, 8080);
+  EXPECT_EQ(c->switch_drain_timeout, 500ms);
+  EXPECT_EQ(c->switch_hold_timeout, 20000ms);
+  EXPECT_EQ(c->switch_exec, "/usr/local/bin/switch-dns --zone example");
+  EXPECT_EQ(c->switch_exec_timeout, 5000ms);
+}
+
 struct BadCase {
   std::string text;
   std::string expected;  // a fragment of the error
@@ -62,6 +87,10 @@ INSTANTIATE_TEST_SUITE_P(
                       BadCase{"heartbeat = fast", "bad value 'fast'"},
                       BadCase{"heartbeat = -5ms", "bad value"},
                       BadCase{"just words", "expected 'key = value'"},
+                      BadCase{"switch = dns", "bad value 'dns' for 'switch'"},
+                      BadCase{"switch_port = 70000", "bad value"},
+                      BadCase{"switch_port = 80x", "bad value"},
+                      BadCase{"switch_agent = lb:7400", "bad value"},
                       BadCase{"heartbeat = 5s\npeer_timeout = 1s", "peer_timeout must be longer"}));
 
 TEST(Config, MissingFile) {
