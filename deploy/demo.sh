@@ -4,6 +4,7 @@
 # writer use it through the load balancer; the result next to the study's figures.
 #   FERRY=path/to/ferry deploy/demo.sh
 #   FERRY_DEMO_PROFILE=cloud  FERRY_DEMO_ROWS=10000  FERRY_DEMO_VIDEO_MB=100
+#   FERRY_DEMO_SWITCH=proxy|haproxy|nginx|none (the front on lb; none = the study's nginx)
 #   FERRY_DEMO_KEEP=1: leave the lab up afterwards;  FERRY_DEMO_BROWSER=0: no Chromium
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,8 @@ PROFILE=${FERRY_DEMO_PROFILE:-cloud}
 ROWS=${FERRY_DEMO_ROWS:-10000}
 VIDEO_MB=${FERRY_DEMO_VIDEO_MB:-100}
 BROWSER=${FERRY_DEMO_BROWSER:-1}
+SWITCH=${FERRY_DEMO_SWITCH:-proxy}
+switch_args=(); [[ $SWITCH == none ]] || switch_args=(--switch "$SWITCH")
 [[ -x $FERRY ]] || { echo "demo: $FERRY is not built — run make build" >&2; exit 2; }
 [[ $(id -u) == 0 ]] || { echo "demo: needs root (the lab creates namespaces) — run it as root" >&2; exit 2; }
 export FERRY_BIN=$FERRY
@@ -36,9 +39,9 @@ step "lab up: hosts a, b (Podman + runc + CRIU 4.2), lb (nginx), client; link pr
 "$FERRY" lab up --profile "$PROFILE"
 trap cleanup EXIT
 
-step "the reference service on a: MariaDB ($ROWS users) + Apache/PHP, $VIDEO_MB MB of video, nginx on lb"
+step "the reference service on a: MariaDB ($ROWS users) + Apache/PHP, $VIDEO_MB MB of video; on lb: $([[ $SWITCH == none ]] && echo "the study's nginx" || echo "the $SWITCH front and ferry's switch agent")"
 deploy/lab/nodes.sh reset >/dev/null 2>&1 || true
-"$FERRY" lab deploy --on a --rows "$ROWS" --video-mb "$VIDEO_MB"
+"$FERRY" lab deploy --on a --rows "$ROWS" --video-mb "$VIDEO_MB" "${switch_args[@]}"
 in_host b rm -rf /srv/ferry/ref
 
 step "node daemons on a (active) and b (standby): CurveZMQ link, continuous block-delta mirroring"
@@ -57,15 +60,15 @@ if [[ $BROWSER == 1 ]]; then
     { echo "demo: the browser login failed (continuing without it): $(cat "$work/browser-before.json")"; BROWSER=0; }
 fi
 
-step "client: the probe (every 10 ms) and the consistency writer (every 20 ms) through http://lb"
-in_host client sh -c 'rm -f /tmp/demo-*.json; ferry probe --url http://lb/health.php --interval 10ms --duration 600s \
+step "client: the probe (every 10 ms) and the consistency writer (every 20 ms) through http://lb, 15 s deadlines"
+in_host client sh -c 'rm -f /tmp/demo-*.json; ferry probe --url http://lb/health.php --interval 10ms --timeout 15s --duration 600s \
     --timeline /tmp/demo-probe.csv --output json >/tmp/demo-probe.json 2>/tmp/demo-probe.err </dev/null & echo $! >/tmp/demo-probe.pid
-  ferry writer --url http://lb --writer demo-$$ --interval 20ms --duration 600s --output json \
+  ferry writer --url http://lb --writer demo-$$ --interval 20ms --timeout 15s --duration 600s --output json \
     >/tmp/demo-writer.json 2>/tmp/demo-writer.err </dev/null & echo $! >/tmp/demo-writer.pid'
 sleep 3
 
-step "ferry migrate web db --to b   (on a)"
-in_host a ferry migrate web db --to b || true
+step "ferry migrate web db --to b ${switch_args[*]}   (on a)"
+in_host a ferry migrate web db --to b "${switch_args[@]}" || true
 in_host a ferry migrations show "$(in_host a ferry migrations list --output json | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p' | head -1)" --output json >"$work/report.json"
 sleep 2
 
@@ -99,9 +102,11 @@ def s(ms): return "%.2f s" % (ms / 1000.0) if isinstance(ms, (int, float)) else 
 rows = [
   ("result", rep.get("result", "?"), "-"),
   ("downtime (server: first freeze → last restore)", s(rep.get("downtime_ms")), "34.6 s (mean)"),
-  ("migration time (command → end)", s(rep.get("migration_ms")), "71.6 s (mean)"),
+  ("migration time (command → commit)", s(rep.get("migration_ms")), "71.6 s (mean)"),
   ("downtime seen by the client (probe, 10 ms)", s(probe.get("client_downtime_ms")), "not measured"),
   ("failed requests (probe)", str(probe.get("failed", "?")) + " of " + str(probe.get("sent", "?")), "not measured"),
+  ("longest request (probe)", s(probe.get("max_ms")), "not measured"),
+  ("traffic switch-over", (lambda sw: "%s: held %s, released %s" % (sw.get("driver"), sw.get("commit", {}).get("held", "?"), sw.get("commit", {}).get("released", "?")) if sw else "none (nginx fails over)")(rep.get("switch")), "nginx upstream edited by hand"),
   ("acknowledged writes lost (writer)", str(writer.get("missing", "?")) + " of " + str(writer.get("acknowledged", "?")), "not measured"),
   ("browser still logged in", str(browser.get("logged_in")), "yes (LMF_04)"),
   ("checkpoint moved (on the wire)", "%.1f MB (%.1f MB)" % (rep.get("checkpoint_bytes", 0) / 1e6, rep.get("checkpoint_wire_bytes", 0) / 1e6), "~200 MB gzip"),
@@ -113,6 +118,6 @@ for r in rows: print("  %-*s  %-18s %s" % (w, r[0], r[1], r[2]))
 print("\n  phases:", ", ".join("%s %s" % (p["name"], s(p["ms"])) for p in rep.get("phases", [])))
 PY
 
-step "and back: ferry migrate web db --to a   (on b, now the active node)"
-in_host b ferry migrate web db --to a || true
+step "and back: ferry migrate web db --to a ${switch_args[*]}   (on b, now the active node)"
+in_host b ferry migrate web db --to a "${switch_args[@]}" || true
 in_host a ferry verify
