@@ -16,7 +16,7 @@
 # of its own, so their node links never admit it). The nodes then use
 #   switch = <driver>, switch_agent = tcp://lb:7400, agent key: /etc/ferry/switch (name lb)
 #
-# NOTE: written for the lab but not yet run in it (issue 6); see switchover/README.md.
+# Exercised by tests/integration/switch_test.cc and bench/switch_bench.sh.
 set -euo pipefail
 source "$(dirname "$0")/../service/lib.sh"
 SWITCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
