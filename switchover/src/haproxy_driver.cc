@@ -36,6 +36,14 @@ Millis since(Clock::time_point t) {
 // so it does not count: a disabled server starts with FMAINT (0x01) as well.
 constexpr unsigned kMaintBits = 0x01 | 0x02 | 0x20 | 0x40;  // forced, inherited, resolution, hostname
 constexpr unsigned kDrainBits = 0x08 | 0x10;                // forced, inherited
+// Between prepare and commit the target's slot points at the target host on this port,
+// where nothing listens: new requests wait in HAProxy's connection retries (refused,
+// retried every min(timeout connect, 1 s)) without ever reaching the target's service
+// port while it is being restored. Connections accepted there mid-restore were never
+// answered (measured: maxconn of them stuck per migration until `timeout server`, the
+// queue behind them collapsing); commit moves the slot to the real port once the
+// target answers its health check, and the retries find it there.
+constexpr uint16_t kParkPort = 1;
 // srv_check_state bits (CHK_ST_*).
 constexpr unsigned kCheckConfigured = 0x02;
 
@@ -121,7 +129,9 @@ class HaproxyDriver final : public Driver {
                            "); servers: " + describe(*servers),
                        "the plan's source must be the server that serves now");
     }
+    const std::pair<std::string, uint16_t> parked{tgt->first, kParkPort};
     const Server* target = findByAddress(*servers, *tgt, source->name);
+    if (target == nullptr) target = findByAddress(*servers, parked, source->name);
     if (target == nullptr) target = spareSlot(*servers, source->name);
     if (target == nullptr) {
       return makeError(
@@ -136,16 +146,16 @@ class HaproxyDriver final : public Driver {
     if (stats.ok()) baselines_[plan.migration_id] = *stats;
 
     const auto t0 = Clock::now();
-    if (target->addr != tgt->first || target->port != tgt->second) {
-      FERRY_TRY(command("set server " + cfg_.backend + "/" + tname + " addr " + tgt->first + " port " +
-                        std::to_string(tgt->second)));
+    if (target->addr != parked.first || target->port != parked.second) {
+      FERRY_TRY(command("set server " + cfg_.backend + "/" + tname + " addr " + parked.first + " port " +
+                        std::to_string(parked.second)));
     }
     // Health checks would mark the target down before it listens; the agent checks it instead.
     if (tChecked) FERRY_TRY(expectQuiet("disable health " + cfg_.backend + "/" + tname));
     // Target first: with the source draining and nothing else usable HAProxy would answer 503.
     FERRY_TRY(expectQuiet("set server " + cfg_.backend + "/" + tname + " state ready"));
     FERRY_TRY(expectQuiet("set server " + cfg_.backend + "/" + sname + " state drain"));
-    FERRY_TRY(verify(tname, *tgt, "ready"));
+    FERRY_TRY(verify(tname, parked, "ready"));
     FERRY_TRY(verify(sname, *src, "drain"));
     r.steps.push_back({"configure", since(t0)});
 
@@ -165,9 +175,9 @@ class HaproxyDriver final : public Driver {
     r.steps.push_back({"drain", since(t1)});
     r.drained = atStart > left ? atStart - left : 0;
     r.in_flight_left = left;
-    r.note = cfg_.backend + "/" + tname + " -> " + plan.target.str() +
-             " ready (requests wait in HAProxy's connection retries until it listens), " + cfg_.backend +
-             "/" + sname + " drain";
+    r.note = cfg_.backend + "/" + tname + " -> " + plan.target.str() + " ready, parked on port " +
+             std::to_string(kParkPort) + " (requests wait in HAProxy's connection retries until commit), " +
+             cfg_.backend + "/" + sname + " drain";
     return r;
   }
 
@@ -192,7 +202,13 @@ class HaproxyDriver final : public Driver {
     auto servers = serversState();
     if (!servers.ok()) return servers.error();
     const Server* source = findByAddress(*servers, *src, "");
-    const Server* target = findByAddress(*servers, *tgt, source != nullptr ? source->name : "");
+    const std::string except = source != nullptr ? source->name : "";
+    const Server* target = findByAddress(*servers, *tgt, except);
+    if (target == nullptr) target = findByAddress(*servers, {tgt->first, kParkPort}, except);
+    if (target != nullptr && target->port != tgt->second) {
+      FERRY_TRY(command("set server " + cfg_.backend + "/" + target->name + " addr " + tgt->first + " port " +
+                        std::to_string(tgt->second)));
+    }
     if (target == nullptr) {
       // prepare never ran here (or HAProxy was reloaded since): give the target a slot now.
       target = spareSlot(*servers, source != nullptr ? source->name : "");
@@ -243,6 +259,7 @@ class HaproxyDriver final : public Driver {
     }
     const std::string sname = source->name;
     const Server* target = findByAddress(*servers, *tgt, sname);
+    if (target == nullptr) target = findByAddress(*servers, {tgt->first, kParkPort}, sname);
     // Source first, so requests retrying at the target can be redispatched to it.
     FERRY_TRY(expectQuiet("set server " + cfg_.backend + "/" + sname + " state ready"));
     std::string tname;

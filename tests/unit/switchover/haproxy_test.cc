@@ -197,7 +197,8 @@ TEST(HaproxyDriver, HoldsNewRequestsInItsRetriesAndMovesThemToTheTarget) {
   auto prepared = rig.driver->prepare(rig.plan());
   ASSERT_TRUE(prepared.ok()) << prepared.error().message();
   EXPECT_EQ(rig.haproxy->server("s1"), "drain " + rig.a.endpoint().str());
-  EXPECT_EQ(rig.haproxy->server("s2"), "ready " + rig.b.endpoint().str());
+  // Parked: the target's slot takes requests but points where nothing listens.
+  EXPECT_EQ(rig.haproxy->server("s2"), "ready " + rig.b.endpoint().host + ":1");
   EXPECT_EQ(prepared->in_flight_left, 0u);
 
   // A request now waits in HAProxy's connection retries against the target...
@@ -206,8 +207,11 @@ TEST(HaproxyDriver, HoldsNewRequestsInItsRetriesAndMovesThemToTheTarget) {
   for (int i = 0; i < 1000 && rig.haproxy->stat("wretr") == retriesBefore; ++i)
     std::this_thread::sleep_for(10ms);
   ASSERT_GT(rig.haproxy->stat("wretr"), retriesBefore) << "the request was not retried";
-  // ... and gets there once the target listens and the switch commits.
+  // ... even once the target listens (restored, not yet checked) ...
   rig.b.setListening(true);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(rig.b.requests("/hello"), 0) << "a request reached the target before the commit";
+  // ... and gets there when the switch commits.
   auto committed = rig.driver->commit(rig.plan());
   ASSERT_TRUE(committed.ok()) << committed.error().message();
   testing::HttpResult r = held.get();
