@@ -432,6 +432,7 @@ class Source {
         &sent_bytes_);
     fs::remove(file, ec);
     if (!stats) return stats.error();
+    wire_bytes_ += stats->wire_bytes;
     return stats->raw_bytes;
   }
 
@@ -524,6 +525,7 @@ class Source {
       archive_bytes_[j->info.name] = j->streamed->raw_bytes;
       raw += j->streamed->raw_bytes;
       wire_bytes += j->streamed->wire_bytes;
+      wire_bytes_ += j->streamed->wire_bytes;
     }
     report_["checkpoint"] = cps;
     report_["checkpoint_bytes"] = raw;
@@ -908,7 +910,8 @@ class Source {
     if (!reason.empty()) report_["reason"] = reason;
     report_["total_ms"] = msBetween(t0_, Clock::now());
     if (!report_.contains("migration_ms")) report_["migration_ms"] = report_["total_ms"];
-    report_["bytes_transferred"] = sent_bytes_.load() + final_.bytes;
+    // On the wire: what the link carried for this migration (LZ4 where it helped).
+    report_["bytes_transferred"] = wire_bytes_ + final_.bytes;
     if (!report_.contains("last_delta_bytes")) report_["last_delta_bytes"] = final_.bytes;
     report_["phases"] = phases_.list();
     rec_.report = report_;
@@ -938,7 +941,8 @@ class Source {
   std::vector<std::string> dumped_;
   std::vector<fs::path> archives_;
   std::map<std::string, std::uint64_t> archive_bytes_;
-  std::atomic<std::uint64_t> sent_bytes_{0};
+  std::atomic<std::uint64_t> sent_bytes_{0};  // archive bytes streamed so far (progress)
+  std::uint64_t wire_bytes_ = 0;              // what they took on the wire (the report)
   std::uint64_t expected_bytes_ = 0;
   FinalDelta final_;
   Clock::time_point t_freeze_{};

@@ -107,6 +107,8 @@ TEST(Migration, CommitsMovesTheServiceAndSwapsRoles) {
   EXPECT_EQ(Pair::journalState(*p.b, id), "committed");
   EXPECT_GT(r.value("checkpoint_bytes", 0), 0);
   EXPECT_EQ(r.value("last_delta_bytes", 0), 1000);
+  // What the link carried: the checkpoint as sent (LZ4 where it helped) and the last delta.
+  EXPECT_EQ(r.value("bytes_transferred", 0), r.value("checkpoint_wire_bytes", 0) + 1000);
   EXPECT_TRUE(r.contains("downtime_ms"));
   std::vector<std::string> phases;
   for (const auto& ph : r["phases"]) phases.push_back(ph.value("name", ""));
