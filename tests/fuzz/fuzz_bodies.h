@@ -6,13 +6,14 @@
 #include <cstdint>
 
 // Every struct body of wire::Message (Void bodies are covered by fuzz_envelope).
-#define FERRY_FUZZ_BODIES(X)                                                                         \
-  X(Hello)                                                                                           \
-  X(Heartbeat)                                                                                       \
-  X(Credit) X(Ack) X(Status) X(Error) X(FileMeta) X(BlockData) X(Truncate) X(BatchBegin) X(BatchEnd) \
-      X(Prepare) X(CheckpointChunk) X(Commit) X(Committed) X(Abort) X(RolledBack) X(ResumeState)     \
-          X(HashRequest) X(FileHashes) X(BatchApplied) X(ManifestRequest) X(ManifestChunk)             \
-              X(PrepareReply) X(Restored) X(Decision) X(OutcomeQuery) X(Outcome)
+#define FERRY_FUZZ_BODIES(X)                                                                            \
+  X(Hello)                                                                                              \
+  X(Heartbeat)                                                                                          \
+  X(Credit)                                                                                             \
+  X(Ack) X(Status) X(Error) X(FileMeta) X(BlockData) X(Truncate) X(BatchBegin) X(BatchEnd) X(Prepare)   \
+      X(CheckpointChunk) X(Commit) X(Committed) X(Abort) X(RolledBack) X(ResumeState) X(HashRequest)    \
+          X(FileHashes) X(BatchApplied) X(ManifestRequest) X(ManifestChunk) X(PrepareReply) X(Restored) \
+              X(Decision) X(OutcomeQuery) X(Outcome)
 
 namespace ferry::protocol::fuzz {
 

@@ -80,18 +80,15 @@ TEST_P(ConfigBadTest, NamesTheLineAndTheProblem) {
 
 INSTANTIATE_TEST_SUITE_P(
     Table, ConfigBadTest,
-    ::testing::Values(BadCase{"colour = blue", "node.conf:1: unknown setting 'colour'"},
-                      BadCase{"\nrole = leader", "node.conf:2: bad value 'leader' for 'role'"},
-                      BadCase{"listen = 0.0.0.0:7700", "bad value"},
-                      BadCase{"data_dir = relative/path", "bad value"},
-                      BadCase{"heartbeat = fast", "bad value 'fast'"},
-                      BadCase{"heartbeat = -5ms", "bad value"},
-                      BadCase{"just words", "expected 'key = value'"},
-                      BadCase{"switch = dns", "bad value 'dns' for 'switch'"},
-                      BadCase{"switch_port = 70000", "bad value"},
-                      BadCase{"switch_port = 80x", "bad value"},
-                      BadCase{"switch_agent = lb:7400", "bad value"},
-                      BadCase{"heartbeat = 5s\npeer_timeout = 1s", "peer_timeout must be longer"}));
+    ::testing::Values(
+        BadCase{"colour = blue", "node.conf:1: unknown setting 'colour'"},
+        BadCase{"\nrole = leader", "node.conf:2: bad value 'leader' for 'role'"},
+        BadCase{"listen = 0.0.0.0:7700", "bad value"}, BadCase{"data_dir = relative/path", "bad value"},
+        BadCase{"heartbeat = fast", "bad value 'fast'"}, BadCase{"heartbeat = -5ms", "bad value"},
+        BadCase{"just words", "expected 'key = value'"},
+        BadCase{"switch = dns", "bad value 'dns' for 'switch'"}, BadCase{"switch_port = 70000", "bad value"},
+        BadCase{"switch_port = 80x", "bad value"}, BadCase{"switch_agent = lb:7400", "bad value"},
+        BadCase{"heartbeat = 5s\npeer_timeout = 1s", "peer_timeout must be longer"}));
 
 TEST(Config, MissingFile) {
   EXPECT_FALSE(loadConfig("/nonexistent/ferry.conf").ok());
