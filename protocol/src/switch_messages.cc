@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <string_view>
 
+#include "text_checks.h"
+
 namespace ferry::protocol {
 
 namespace {
@@ -17,15 +19,7 @@ bool isControl(char c) {
   return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
 }
 
-Status checkText(capnp::Text::Reader text, const char* field, size_t maxBytes, bool required) {
-  std::string_view view(text.cStr(), text.size());
-  if (required && view.empty()) return makeError(std::string(field) + " is empty");
-  if (view.size() > maxBytes)
-    return makeError(std::string(field) + " is longer than " + std::to_string(maxBytes) + " bytes");
-  if (view.find('\0') != std::string_view::npos)
-    return makeError(std::string(field) + " contains a NUL byte");
-  return okStatus();
-}
+using detail::checkText;
 
 // One line of printable text (ids, names that end up in logs).
 Status checkLine(capnp::Text::Reader text, const char* field, size_t maxBytes, bool required) {

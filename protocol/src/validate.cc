@@ -4,6 +4,7 @@
 
 #include "ferry/protocol/framing.h"
 #include "ferry/protocol/paths.h"
+#include "text_checks.h"
 
 namespace ferry::protocol {
 
@@ -11,15 +12,7 @@ namespace {
 
 using W = wire::Message::Body::Which;
 
-Status checkText(capnp::Text::Reader text, const char* field, size_t maxBytes, bool required) {
-  std::string_view view(text.cStr(), text.size());
-  if (required && view.empty()) return makeError(std::string(field) + " is empty");
-  if (view.size() > maxBytes)
-    return makeError(std::string(field) + " is longer than " + std::to_string(maxBytes) + " bytes");
-  if (view.find('\0') != std::string_view::npos)
-    return makeError(std::string(field) + " contains a NUL byte");
-  return okStatus();
-}
+using detail::checkText;
 
 Status checkPath(capnp::Text::Reader text, const char* field) {
   Status s = validateWirePath(std::string_view(text.cStr(), text.size()));
