@@ -19,6 +19,7 @@
 #include "ferry/base/log.h"
 #include "ferry/switchover/local.h"
 #include "health.h"
+#include "local_common.h"
 #include "net.h"
 
 namespace ferry::switchover {
@@ -279,21 +280,11 @@ class HaproxyDriver final : public Driver {
 
  private:
   Status checkPlan(const SwitchPlan& plan) const {
-    FERRY_TRY(validatePlan(plan));
-    if (plan.service != cfg_.service) {
-      return makeError("haproxy driver of '" + cfg_.service + "' got a plan for '" + plan.service + "'",
-                       "this is a bug in the agent");
-    }
-    return okStatus();
+    return detail::checkLocalPlan(plan, "haproxy", cfg_.service);
   }
 
   SwitchReport report(const SwitchPlan& plan, const char* step) const {
-    SwitchReport r;
-    r.driver = "haproxy";
-    r.step = step;
-    r.service = cfg_.service;
-    r.migration_id = plan.migration_id;
-    return r;
+    return detail::startReport(plan, "haproxy", cfg_.service, step);
   }
 
   // ---- the runtime API ---------------------------------------------------------

@@ -17,6 +17,7 @@
 #include "ferry/base/process.h"
 #include "ferry/switchover/local.h"
 #include "health.h"
+#include "local_common.h"
 #include "net.h"
 
 namespace ferry::switchover {
@@ -120,21 +121,11 @@ class NginxDriver final : public Driver {
 
  private:
   Status checkPlan(const SwitchPlan& plan) const {
-    FERRY_TRY(validatePlan(plan));
-    if (plan.service != cfg_.service) {
-      return makeError("nginx driver of '" + cfg_.service + "' got a plan for '" + plan.service + "'",
-                       "this is a bug in the agent");
-    }
-    return okStatus();
+    return detail::checkLocalPlan(plan, "nginx", cfg_.service);
   }
 
   SwitchReport report(const SwitchPlan& plan, const char* step) const {
-    SwitchReport r;
-    r.driver = "nginx";
-    r.step = step;
-    r.service = cfg_.service;
-    r.migration_id = plan.migration_id;
-    return r;
+    return detail::startReport(plan, "nginx", cfg_.service, step);
   }
 
   std::string render(const SwitchPlan& plan, const std::vector<std::string>& primary,

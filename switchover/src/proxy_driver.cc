@@ -5,6 +5,7 @@
 #include "ferry/base/log.h"
 #include "ferry/switchover/local.h"
 #include "health.h"
+#include "local_common.h"
 
 namespace ferry::switchover {
 
@@ -94,21 +95,11 @@ class ProxyDriver final : public Driver {
 
  private:
   Status checkPlan(const SwitchPlan& plan) const {
-    FERRY_TRY(validatePlan(plan));
-    if (plan.service != cfg_.service) {
-      return makeError("proxy driver of '" + cfg_.service + "' got a plan for '" + plan.service + "'",
-                       "this is a bug in the agent");
-    }
-    return okStatus();
+    return detail::checkLocalPlan(plan, "proxy", cfg_.service);
   }
 
   SwitchReport report(const SwitchPlan& plan, const char* step) const {
-    SwitchReport r;
-    r.driver = "proxy";
-    r.step = step;
-    r.service = cfg_.service;
-    r.migration_id = plan.migration_id;
-    return r;
+    return detail::startReport(plan, "proxy", cfg_.service, step);
   }
 
   void fillCounts(SwitchReport& r) const {
