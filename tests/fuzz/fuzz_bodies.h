@@ -6,14 +6,38 @@
 #include <cstdint>
 
 // Every struct body of wire::Message (Void bodies are covered by fuzz_envelope).
-#define FERRY_FUZZ_BODIES(X)                                                                            \
-  X(Hello)                                                                                              \
-  X(Heartbeat)                                                                                          \
-  X(Credit)                                                                                             \
-  X(Ack) X(Status) X(Error) X(FileMeta) X(BlockData) X(Truncate) X(BatchBegin) X(BatchEnd) X(Prepare)   \
-      X(CheckpointChunk) X(Commit) X(Committed) X(Abort) X(RolledBack) X(ResumeState) X(HashRequest)    \
-          X(FileHashes) X(BatchApplied) X(ManifestRequest) X(ManifestChunk) X(PrepareReply) X(Restored) \
-              X(Decision) X(OutcomeQuery) X(Outcome)
+// One body a line, by hand: clang-format is not idempotent on this list.
+// clang-format off
+#define FERRY_FUZZ_BODIES(X) \
+  X(Hello) \
+  X(Heartbeat) \
+  X(Credit) \
+  X(Ack) \
+  X(Status) \
+  X(Error) \
+  X(FileMeta) \
+  X(BlockData) \
+  X(Truncate) \
+  X(BatchBegin) \
+  X(BatchEnd) \
+  X(Prepare) \
+  X(CheckpointChunk) \
+  X(Commit) \
+  X(Committed) \
+  X(Abort) \
+  X(RolledBack) \
+  X(ResumeState) \
+  X(HashRequest) \
+  X(FileHashes) \
+  X(BatchApplied) \
+  X(ManifestRequest) \
+  X(ManifestChunk) \
+  X(PrepareReply) \
+  X(Restored) \
+  X(Decision) \
+  X(OutcomeQuery) \
+  X(Outcome)
+// clang-format on
 
 namespace ferry::protocol::fuzz {
 
