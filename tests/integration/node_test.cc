@@ -111,6 +111,27 @@ TEST_F(NodeTest, StandbyReachesInSyncAndVerifyIsIdentical) {
   EXPECT_EQ(standby["role"], "standby");
 }
 
+// verify compares more than once on a live service, flushing in between; a real
+// difference must survive every pass and be reported, never "settled" away.
+TEST_F(NodeTest, VerifyReportsADifferenceThatPersistsAfterEveryPass) {
+  const std::string f = kTestDir + "/tampered";
+  ASSERT_TRUE(sh("a", "echo original > " + f).success());
+  ASSERT_EQ(flushAndVerify()["identical"], true);
+  // Change the replica behind the active node's back (same size, so only content differs).
+  ASSERT_TRUE(sh("b", "printf 'tampered\\n' > " + f).success());
+  auto v = json("a", {"verify", "--passes", "3", "--timeout", "300"});
+  EXPECT_EQ(v["exit_code"], 1) << v.dump();
+  EXPECT_EQ(v["identical"], false) << v.dump();
+  EXPECT_EQ(v["passes"], 3) << v.dump();
+  ASSERT_FALSE(v["differences"].empty()) << v.dump();
+  for (const auto& d : v["differences"]) EXPECT_EQ(d["path"], "node-test/tampered") << v.dump();
+  EXPECT_EQ(v["differences"][0]["what"], "content") << v.dump();
+  EXPECT_EQ(v["settled"].size(), 0u) << v.dump();
+  // The next write on the active side repairs it.
+  ASSERT_TRUE(sh("a", "echo repaired > " + f).success());
+  EXPECT_EQ(flushAndVerify()["identical"], true);
+}
+
 TEST_F(NodeTest, EveryKindOfChangeArrives) {
   const std::string d = kTestDir + "/changes";
   ASSERT_TRUE(sh("a", "rm -rf " + d + " && mkdir -p " + d + "/sub && cd " + d +

@@ -23,6 +23,7 @@ struct NodeFlags {
   bool pause = false;
   bool resume = false;
   int timeout_s = 60;
+  int passes = 3;
 };
 
 std::filesystem::path controlSocket(const NodeFlags& f) {
@@ -105,18 +106,20 @@ int flushSync(const NodeFlags& f) {
 }
 
 int verify(const NodeFlags& f) {
-  auto r = ask(f, {{"cmd", "verify"}});
+  auto r = ask(f, {{"cmd", "verify"}, {"passes", f.passes}});
   if (!r) return fail(r.error().message());
   bool identical = r->value("identical", false);
   if (f.output == "json") {
     std::cout << r->dump(2) << "\n";
   } else {
     std::cout << (identical ? "identical" : "DIFFERENT") << ": " << r->value("entries", 0)
-              << " entries compared\n";
+              << " entries compared in " << r->value("passes", 1) << " pass(es)\n";
     for (const auto& d : (*r)["differences"]) {
       std::cout << "  " << d.value("path", "") << ": " << d.value("what", "") << " " << d.value("detail", "")
                 << "\n";
     }
+    for (const auto& p : r->value("settled", nlohmann::json::array()))
+      std::cout << "  changed during the comparison, then matched: " << p.get<std::string>() << "\n";
   }
   return identical ? kExitOk : kExitFailure;
 }
@@ -159,6 +162,12 @@ void addNodeCommands(CLI::App& app, Cli& cli) {
       app.add_subcommand("verify", "compare the data directory on both nodes by content and metadata");
   add_common(verify_cmd);
   verify_cmd->add_option("--timeout", flags->timeout_s, "seconds to wait")->capture_default_str();
+  verify_cmd
+      ->add_option("--passes", flags->passes,
+                   "compare up to this many times, flushing before each retry, so a file written during "
+                   "the comparison is not reported as a difference (1: report the first comparison)")
+      ->check(CLI::Range(1, 10))
+      ->capture_default_str();
   verify_cmd->add_option("--output", flags->output, "text or json")->check(CLI::IsMember({"text", "json"}));
   verify_cmd->callback([&cli, flags] { cli.action = [flags] { return verify(*flags); }; });
 }

@@ -6,11 +6,13 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -45,6 +47,7 @@ constexpr Millis kRoundInterval{50};        // how often the active node looks f
 constexpr Millis kStatusInterval{1000};     // active -> standby status updates
 constexpr Millis kPublishInterval{100};     // how fresh `ferry status` is
 constexpr Millis kInboxPushTimeout{30000};  // a migration thread this far behind has failed
+constexpr Millis kVerifyRetryPause{500};    // a standby's verify waits this long before comparing again
 constexpr std::size_t kHashesPerMessage = 200000;  // 1.6 MB of hashes per FileHashes message
 constexpr std::size_t kManifestEntriesPerMessage = 2000;
 
@@ -999,8 +1002,8 @@ struct Node::Impl final : public MigrationEnv {
     return {{"ok", true}, {"flushed_seq", flush_target}, {"ms", msSince(started)}};
   }
 
-  json verify(Millis timeout) {
-    auto deadline = Clock::now() + timeout;
+  // One comparison of both sides' manifests.
+  Result<sync::TreeDiff> compareOnce(Clock::time_point deadline) {
     uint64_t id = 0;
     {
       std::lock_guard lock(mu);
@@ -1011,23 +1014,53 @@ struct Node::Impl final : public MigrationEnv {
     }
     Status sent =
         sendWith([&](wire::Message::Builder m) { m.getBody().initManifestRequest().setRequestId(id); });
-    if (!sent)
-      return {{"ok", false}, {"error", "asking the peer for its manifest: " + sent.error().message()}};
+    if (!sent) return makeError("asking the peer for its manifest: " + sent.error().message());
     auto local = sync::manifestOf(config.data_dir);
-    if (!local) return {{"ok", false}, {"error", local.error().message()}};
+    if (!local) return local.error();
     std::unique_lock lock(mu);
-    if (!cv.wait_until(lock, deadline, [&] { return manifest_done; })) {
-      return {{"ok", false}, {"error", "the peer did not send its manifest in time"}};
-    }
-    if (!manifest_error.empty()) return {{"ok", false}, {"error", "peer: " + manifest_error}};
+    if (!cv.wait_until(lock, deadline, [&] { return manifest_done; }))
+      return makeError("the peer did not send its manifest in time");
+    if (!manifest_error.empty()) return makeError("peer: " + manifest_error);
     const auto& source = active() ? *local : peer_manifest;
     const auto& standby = active() ? peer_manifest : *local;
-    auto diff = sync::compareManifests(source, standby);
+    return sync::compareManifests(source, standby);
+  }
+
+  // On a live service a file can change between the flush and the comparison (InnoDB's
+  // redo log does, every second). A difference counts only if it is still there after
+  // the standby has confirmed everything written since: up to `passes` comparisons, a
+  // flush before each retry. Paths that differed once and then matched are listed as
+  // "settled" so nothing is hidden.
+  json verify(Millis timeout, int passes) {
+    auto deadline = Clock::now() + timeout;
+    std::set<std::string> settled;
+    Result<sync::TreeDiff> diff = makeError("no comparison ran");
+    int pass = 0;
+    while (true) {
+      ++pass;
+      diff = compareOnce(deadline);
+      if (!diff) return {{"ok", false}, {"error", diff.error().message()}};
+      if (diff->identical || pass >= passes || Clock::now() >= deadline) break;
+      for (const auto& d : diff->differences) settled.insert(d.path);
+      if (active()) {
+        auto remaining = std::chrono::duration_cast<Millis>(deadline - Clock::now());
+        auto flushed = flush(remaining);
+        if (!flushed.value("ok", false)) break;
+      } else {
+        std::this_thread::sleep_for(kVerifyRetryPause);
+      }
+    }
     json differences = json::array();
-    for (const auto& d : diff.differences)
+    for (const auto& d : diff->differences) {
+      settled.erase(d.path);
       differences.push_back({{"path", d.path}, {"what", d.what}, {"detail", d.detail}});
-    return {
-        {"ok", true}, {"identical", diff.identical}, {"entries", diff.entries}, {"differences", differences}};
+    }
+    return {{"ok", true},
+            {"identical", diff->identical},
+            {"entries", diff->entries},
+            {"passes", pass},
+            {"differences", differences},
+            {"settled", json(settled)}};
   }
 };
 
@@ -1168,7 +1201,7 @@ json Node::handle(const json& request, const ControlEmit& emit) {
     impl_->admin_paused = cmd == "pause";
     return {{"ok", true}, {"paused", impl_->admin_paused}};
   }
-  if (cmd == "verify") return impl_->verify(timeout);
+  if (cmd == "verify") return impl_->verify(timeout, std::clamp(request.value("passes", 3), 1, 10));
   if (cmd == "migrate") return impl_->migrate(request, emit);
   if (cmd == "migrations") return impl_->listMigrations(request.value("limit", std::size_t{50}));
   if (cmd == "migration") return impl_->showMigration(request.value("id", std::string()));
