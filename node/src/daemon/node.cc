@@ -1055,12 +1055,8 @@ struct Node::Impl final : public MigrationEnv {
       settled.erase(d.path);
       differences.push_back({{"path", d.path}, {"what", d.what}, {"detail", d.detail}});
     }
-    return {{"ok", true},
-            {"identical", diff->identical},
-            {"entries", diff->entries},
-            {"passes", pass},
-            {"differences", differences},
-            {"settled", json(settled)}};
+    return {{"ok", true},     {"identical", diff->identical}, {"entries", diff->entries},
+            {"passes", pass}, {"differences", differences},   {"settled", json(settled)}};
   }
 };
 
