@@ -18,13 +18,16 @@ require_service_on_from
 step "checking the node daemons (deploy/lab/nodes.sh start)"
 role=$(on_host "$FROM" ferry status --output json 2>/dev/null | jq -r '.role // empty' || true)
 [[ $role == active ]] || die "the ferry node on $FROM is '${role:-not running}', not active — run deploy/lab/nodes.sh start (ferry bench resets the roles per cell)"
-switch=$(on_host "$FROM" sed -n 's/^switch *= *//p' /etc/ferry/node.conf 2>/dev/null | tail -n 1 || true)
+switch=${FERRY_BENCH_SWITCH:-}
+[[ -n $switch ]] || switch=$(on_host "$FROM" sed -n 's/^switch *= *//p' /etc/ferry/node.conf 2>/dev/null | tail -n 1 || true)
+switch_args=()
+[[ -n $switch && $switch != none ]] && switch_args=(--switch "$switch")
 clients_start
 
-step "ferry migrate web db --to $TO on $FROM"
+step "ferry migrate web db --to $TO ${switch_args[*]} on $FROM"
 t0=$(now_ms)
 on_host "$FROM" timeout "$((BENCH_TIMEOUT_S + 100))" ferry migrate web db --to "$TO" --output json \
-  --timeout "$BENCH_TIMEOUT_S" \
+  --timeout "$BENCH_TIMEOUT_S" "${switch_args[@]}" \
   >"$RUN_DIR/migrate.json" 2>"$RUN_DIR/migrate.err" || true
 report=$(jq -c . "$RUN_DIR/migrate.json" 2>/dev/null) \
   || die "ferry migrate printed no report: $(tail -n 1 "$RUN_DIR/migrate.err")"

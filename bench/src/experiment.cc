@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -117,6 +118,12 @@ std::string planText(const BenchOptions& o, std::size_t total) {
     << join(o.methods) << "; rows " << join(o.rows) << "; state " << join(o.state_mb) << " MB; video "
     << o.video_mb << " MB; " << o.runs << " run" << (o.runs == 1 ? "" : "s")
     << " per cell, directions alternating a→b, b→a (" << total << " runs).";
+  if (std::find(o.methods.begin(), o.methods.end(), "ferry") != o.methods.end()) {
+    t << " ferry moves the traffic with "
+      << (o.switch_driver == "none" ? std::string("the study's nginx (both hosts in one upstream)")
+                                    : "its switch-over driver `" + o.switch_driver + "`")
+      << ".";
+  }
   if (!o.command_line.empty()) t << " Command: `" << o.command_line << "`.";
   return t.str();
 }
@@ -186,6 +193,9 @@ Status validateOptions(const BenchOptions& o) {
   if (o.methods.empty()) return makeError("--methods is empty", "e.g. --methods thesis,podman,ferry");
   if (o.video_mb < 1 || o.video_mb > 100000)
     return makeError("--video-mb must be between 1 and 100000", "the study had 625");
+  static constexpr std::array<std::string_view, 4> kSwitches = {"none", "proxy", "haproxy", "nginx"};
+  if (std::find(kSwitches.begin(), kSwitches.end(), o.switch_driver) == kSwitches.end())
+    return makeError("--switch must be none, proxy, haproxy or nginx, not '" + o.switch_driver + "'");
   if (o.out_dir.empty())
     return makeError("--out is required", "a directory for runs.csv, summary.md and plots");
   if (o.shared_storage && std::find(o.methods.begin(), o.methods.end(), "ferry") != o.methods.end()) {
@@ -239,6 +249,12 @@ Result<ResumeState> resumeState(const BenchOptions& o, const std::vector<RunSpec
       return makeError("the directory holds runs with --video-mb " + r.get("video_mb") + ", not " +
                            std::to_string(o.video_mb),
                        "use the same --video-mb to resume, or another --out");
+    }
+    if (r.get("method") == "ferry" && !r.get("switch_driver").empty() &&
+        r.get("switch_driver") != o.switch_driver) {
+      return makeError("the directory holds ferry runs with --switch " + r.get("switch_driver") + ", not " +
+                           o.switch_driver,
+                       "use the same --switch to resume, or another --out");
     }
     auto& s = seen[runKey(r)];
     int attempt = static_cast<int>(r.number("attempt").value_or(1));

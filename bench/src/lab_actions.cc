@@ -49,10 +49,23 @@ class ScriptLab final : public LabActions {
     // The nodes would mirror behind the Podman methods' backs (and their roles would no
     // longer match where the service is): stopped before every deploy.
     FERRY_TRY(step(o, "nodes.sh stop", {"bash", nodes, "stop"}, minutes(2)));
-    FERRY_TRY(step(o, "ferry lab deploy",
-                   {p_.ferry.string(), "lab", "deploy", "--on", run.from, "--rows", std::to_string(run.rows),
-                    "--video-mb", std::to_string(o.video_mb), "--state-mb", std::to_string(run.state_mb)},
-                   minutes(60)));
+    std::vector<std::string> deploy = {p_.ferry.string(),
+                                       "lab",
+                                       "deploy",
+                                       "--on",
+                                       run.from,
+                                       "--rows",
+                                       std::to_string(run.rows),
+                                       "--video-mb",
+                                       std::to_string(o.video_mb),
+                                       "--state-mb",
+                                       std::to_string(run.state_mb)};
+    // ferry's front on lb is its switch-over driver's; the other methods get the study's nginx.
+    if (run.method == "ferry" && o.switch_driver != "none") {
+      deploy.emplace_back("--switch");
+      deploy.push_back(o.switch_driver);
+    }
+    FERRY_TRY(step(o, "ferry lab deploy", deploy, minutes(60)));
     if (run.method != "ferry") return okStatus();
     // A fresh pair: the standby's old copy goes (a fresh replica fills it from scratch),
     // the nodes forget their roles and start with run.from active.
@@ -81,6 +94,7 @@ class ScriptLab final : public LabActions {
     auto inner = p_.run_timeout.count() > 0 ? p_.run_timeout : transferSeconds(o, run) + minutes(10);
     ProcessOptions po = options(o);
     po.env["FERRY_BENCH_TIMEOUT_S"] = std::to_string(inner.count());
+    po.env["FERRY_BENCH_SWITCH"] = o.switch_driver;
     po.timeout = inner + minutes(10);
     po.cancel = stop_;
     po.kill_grace = seconds(90);  // the runner stops its clients and prints its line

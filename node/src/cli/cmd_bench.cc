@@ -308,6 +308,12 @@ void addBenchCommands(CLI::App& app, Cli& cli) {
       ->required();
   bench_cmd->add_option("--video-mb", ef->o.video_mb, "MB of video in the service (the study: 625)")
       ->capture_default_str();
+  bench_cmd
+      ->add_option(
+          "--switch", ef->o.switch_driver,
+          "how ferry's runs move the traffic: proxy, haproxy, nginx (ferry migrate --switch), or none "
+          "(the study's nginx with both hosts upstream)")
+      ->capture_default_str();
   bench_cmd->add_flag("--browser", ef->o.browser,
                       "also check the Chromium session before and after each move");
   bench_cmd->add_option("--run-timeout", ef->run_timeout_s,
@@ -322,7 +328,8 @@ void addBenchCommands(CLI::App& app, Cli& cli) {
                                                           {"--state-mb", ef->state_mb},
                                                           {"--runs", std::to_string(ef->o.runs)},
                                                           {"--methods", ef->methods},
-                                                          {"--video-mb", std::to_string(ef->o.video_mb)}})
+                                                          {"--video-mb", std::to_string(ef->o.video_mb)},
+                                                          {"--switch", ef->o.switch_driver}})
       line += " " + flag + " " + value;
     if (ef->o.shared_storage) line += " --shared-storage";
     if (ef->o.browser) line += " --browser";

@@ -52,7 +52,9 @@ nlohmann::json fakeLine(const FakeRun& r) {
           {"result", "committed"},
           {"error", ""},
           {"mode", "stop-and-copy"},
-          {"switch_driver", r.method == "podman" ? "nginx-reload" : "nginx-upstream"},
+          {"switch_driver", r.method == "podman"  ? "nginx-reload"
+                            : r.method == "ferry" ? "proxy"
+                                                  : "nginx-upstream"},
           {"bytes_moved", 5000000},
           {"checkpoint_bytes", 2000000},
           {"checkpoint_wire_bytes", 1900000},

@@ -101,6 +101,9 @@ INSTANTIATE_TEST_SUITE_P(
         OptionsCase{"runs", [](BenchOptions& o) { o.runs = 0; }, "--runs"},
         OptionsCase{"video", [](BenchOptions& o) { o.video_mb = 0; }, "--video-mb"},
         OptionsCase{"out", [](BenchOptions& o) { o.out_dir.clear(); }, "--out"},
+        OptionsCase{"switch", [](BenchOptions& o) { o.switch_driver = "dns"; },
+                    "none, proxy, haproxy or nginx"},
+        OptionsCase{"no switch", [](BenchOptions& o) { o.switch_driver = "none"; }, ""},
         OptionsCase{"ferry on shared storage", [](BenchOptions& o) { o.shared_storage = true; },
                     "run --methods thesis,podman with --shared-storage"},
         OptionsCase{"shared storage without ferry",
@@ -214,6 +217,14 @@ INSTANTIATE_TEST_SUITE_P(
                    {existing("ferry", 100, 1, 1, "ok", "lan")},
                    {0, 0, 0, 0},
                    "use another --out for this one"},
+        ResumeCase{"ferry runs with another switch-over driver",
+                   {[] {
+                     auto r = existing("ferry", 100, 1, 1, "ok");
+                     r.set("switch_driver", "nginx");
+                     return r;
+                   }()},
+                   {0, 0, 0, 0},
+                   "--switch nginx, not proxy"},
         ResumeCase{"other video",
                    {existing("ferry", 100, 1, 1, "ok", "cloud", 625)},
                    {0, 0, 0, 0},

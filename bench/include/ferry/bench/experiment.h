@@ -37,6 +37,10 @@ struct BenchOptions {
   std::filesystem::path out_dir;
   int video_mb = 625;  // the study's video data
   bool browser = false;
+  // How ferry's runs move the traffic: its switch-over driver (`ferry migrate --switch`),
+  // or "none" for the study's nginx with both hosts in one upstream. The study's method
+  // and plain Podman always use their own nginx steps.
+  std::string switch_driver = "proxy";
   std::filesystem::path published_csv;  // the study's runs (bench/reference/thesis-results.csv)
   std::string command_line;             // for summary.md
 };
