@@ -42,8 +42,13 @@ constexpr MetricInfo kMetricInfo[] = {
      "The probe's longest span without a successful answer through the load balancer (a request every 10 ms, "
      "each on a fresh connection with its own deadlines).",
      true, false, true},
-    {"failed_requests", "Failed requests (probe)", "Probe requests that got no 2xx/3xx answer in time.",
+    {"failed_requests", "Failed requests (probe)",
+     "Probe requests that got no 2xx/3xx answer within the client's 15 s (what a browser shows as an error: "
+     "refused, reset, 5xx, or no answer).",
      false, false, false},
+    {"max_request_ms", "Longest answered probe request (s)",
+     "The slowest probe request that did get an answer: a request held across the move waits this long.",
+     true, false, false},
     {"lost_writes", "Lost writes",
      "Writes the service acknowledged that are missing afterwards (the writer: one write every 20 ms through "
      "the "

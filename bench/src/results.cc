@@ -60,6 +60,7 @@ constexpr Column kColumns[] = {
     {"up_unix_ms", kNumber, true},
     {"client_downtime_ms", kNumber, true},
     {"failed_requests", kInteger, true},
+    {"max_request_ms", kNumber, true},
     {"probe_sent", kInteger, true},
     {"probe_recovered", kBool, true},
     {"probe_max_send_lag_ms", kNumber, true},
@@ -76,7 +77,7 @@ constexpr Column kColumns[] = {
 
 constexpr std::string_view kMetrics[] = {
     "downtime_study_ms",  "downtime_ferry_ms", "migration_study_ms", "migration_ferry_ms",
-    "client_downtime_ms", "failed_requests",   "lost_writes",
+    "client_downtime_ms", "failed_requests",   "max_request_ms",     "lost_writes",
 };
 
 // Cells never hold line breaks: one run is one line of runs.csv.

@@ -114,7 +114,7 @@ TEST_F(BenchLabTest, TinyExperimentHasEveryFileAndColumn) {
   for (const std::string want :
        {"method", "mode", "switch_driver", "rows", "direction", "bytes_moved", "checkpoint_bytes",
         "checkpoint_wire_bytes", "last_delta_bytes", "downtime_study_ms", "migration_study_ms",
-        "downtime_ferry_ms", "migration_ferry_ms", "client_downtime_ms", "failed_requests", "lost_writes",
+        "downtime_ferry_ms", "migration_ferry_ms", "client_downtime_ms", "failed_requests", "max_request_ms", "lost_writes",
         "session_kept", "phases"})
     EXPECT_NE(std::find(header.begin(), header.end(), want), header.end()) << want;
   ASSERT_EQ(rows.size(), 6U) << "a started and a final row per run";

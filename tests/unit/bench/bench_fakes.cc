@@ -70,6 +70,7 @@ nlohmann::json fakeLine(const FakeRun& r) {
           {"up_unix_ms", r.down_unix_ms + r.downtime_ms},
           {"client_downtime_ms", r.client_downtime_ms},
           {"failed_requests", r.failed_requests},
+          {"max_request_ms", 1500.0},
           {"probe_sent", 4000},
           {"probe_recovered", true},
           {"probe_max_send_lag_ms", 3.5},
