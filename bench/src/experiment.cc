@@ -198,12 +198,6 @@ Status validateOptions(const BenchOptions& o) {
     return makeError("--switch must be none, proxy, haproxy or nginx, not '" + o.switch_driver + "'");
   if (o.out_dir.empty())
     return makeError("--out is required", "a directory for runs.csv, summary.md and plots");
-  if (o.shared_storage && std::find(o.methods.begin(), o.methods.end(), "ferry") != o.methods.end()) {
-    return makeError(
-        "--methods ferry cannot run with --shared-storage: ferry's nodes mirror the data directory, and with "
-        "shared storage both hosts see the same one (ferry has no shared-storage mode yet)",
-        "run --methods thesis,podman with --shared-storage, and ferry without it");
-  }
   return okStatus();
 }
 

@@ -68,11 +68,15 @@ class ScriptLab final : public LabActions {
     FERRY_TRY(step(o, "ferry lab deploy", deploy, minutes(60)));
     if (run.method != "ferry") return okStatus();
     // A fresh pair: the standby's old copy goes (a fresh replica fills it from scratch),
-    // the nodes forget their roles and start with run.from active.
+    // the nodes forget their roles and start with run.from active. On shared storage
+    // there is no copy: both hosts see the service's own data (nodes.sh then starts the
+    // nodes with shared_storage = on).
     const std::string standby = run.from == "a" ? "b" : "a";
-    FERRY_TRY(step(o, "removing the old copy on " + standby,
-                   {p_.ferry.string(), "lab", "exec", standby, "--", "rm", "-rf", serviceData(o)},
-                   minutes(2)));
+    if (!o.shared_storage) {
+      FERRY_TRY(step(o, "removing the old copy on " + standby,
+                     {p_.ferry.string(), "lab", "exec", standby, "--", "rm", "-rf", serviceData(o)},
+                     minutes(2)));
+    }
     FERRY_TRY(step(o, "nodes.sh reset --active " + run.from, {"bash", nodes, "reset", "--active", run.from},
                    minutes(2)));
     FERRY_TRY(step(o, "nodes.sh start", {"bash", nodes, "start"}, minutes(2)));

@@ -12,7 +12,9 @@
 #                              active, the other standby
 #   nodes.sh status            `ferry status` on both
 # The environment reaches the daemons (e.g. FERRY_FAILPOINTS=target.restore for a test);
-# FERRY_NODE_EXTRA adds lines to the configuration of the nodes started.
+# FERRY_NODE_EXTRA adds lines to the configuration of the nodes started. A data directory
+# under the lab's shared storage ($LAB_SHARED, `ferry lab up --shared-storage`) gives
+# nodes with shared_storage = on: they mirror nothing.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 
@@ -29,7 +31,8 @@ inHost() {  # inHost HOST CMD... — run inside a lab host (mount + network name
 publicKey() { inHost "$1" sed -n 's/^public-key = "\(.*\)"/\1/p' /etc/ferry/node.pub; }
 
 writeConfig() {  # writeConfig HOST ROLE
-  local host=$1 role=$2 peer_line=""
+  local host=$1 role=$2 peer_line="" shared=off
+  [[ $DATA_DIR == "$LAB_SHARED"/* ]] && shared=on
   # b connects to a; the link is symmetric once up, so roles can swap without
   # changing who listens.
   [[ $host == b ]] && peer_line="peer = tcp://a:7700"
@@ -42,6 +45,7 @@ data_dir = $DATA_DIR
 role = $role
 # The reference service answers here on whichever host runs it (podman publishes :80).
 health_url = http://127.0.0.1/health.php
+shared_storage = $shared
 ${FERRY_NODE_EXTRA:-}
 CONF
 }

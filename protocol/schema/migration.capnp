@@ -118,6 +118,11 @@ struct Prepare {
   expectedCheckpointBytes @5 :UInt64;
   expectedDeltaBytes @6 :UInt64;
   deadlineMs @7 :UInt64;     # the target gives up (and says so) after this long
+  # Both hosts see the data directory on one shared storage (shared_storage = on): no
+  # mirroring, no final delta. The source has written `.ferry-shared-<migrationId>` in
+  # the data directory holding sharedToken; the target must read the same token there.
+  sharedStorage @8 :Bool;
+  sharedToken @9 :Text;      # hexadecimal
 }
 
 # A piece of one checkpoint file, sent as CRIU/Podman produce it.

@@ -221,6 +221,7 @@ Status validateBody(wire::Message::Reader message) {
                            ")");
       }
       FERRY_TRY(checkText(p.getSourceNodeId(), "prepare.sourceNodeId", 255, false));
+      if (p.getSharedStorage()) FERRY_TRY(checkHexId(p.getSharedToken(), "prepare.sharedToken"));
       return checkContainers(p.getContainers(), "prepare.containers");
     }
     case W::CHECKPOINT_CHUNK: {

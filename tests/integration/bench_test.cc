@@ -71,7 +71,7 @@ TEST(BenchCli, BadInputIsAUsageErrorBeforeTheLabIsTouched) {
   for (const Case& c : {Case{{"--profile", "lan", "--rows", "7"}, "the study's table sizes"},
                         Case{{"--profile", "moon", "--rows", "100"}, "lan, cloud, wan or edge"},
                         Case{{"--rows", "100", "--methods", "thesis,docker"}, "unknown method 'docker'"},
-                        Case{{"--rows", "100", "--shared-storage"}, "cannot run with --shared-storage"},
+                        Case{{"--rows", "100", "--switch", "dns"}, "none, proxy, haproxy or nginx"},
                         Case{{"--rows", "100,abc"}, "'abc' is not a whole number"}}) {
     std::vector<std::string> argv = {kFerry, "bench", "--out", dir.string()};
     argv.insert(argv.end(), c.args.begin(), c.args.end());
@@ -114,8 +114,8 @@ TEST_F(BenchLabTest, TinyExperimentHasEveryFileAndColumn) {
   for (const std::string want :
        {"method", "mode", "switch_driver", "rows", "direction", "bytes_moved", "checkpoint_bytes",
         "checkpoint_wire_bytes", "last_delta_bytes", "downtime_study_ms", "migration_study_ms",
-        "downtime_ferry_ms", "migration_ferry_ms", "client_downtime_ms", "failed_requests", "max_request_ms", "lost_writes",
-        "session_kept", "phases"})
+        "downtime_ferry_ms", "migration_ferry_ms", "client_downtime_ms", "failed_requests", "max_request_ms",
+        "lost_writes", "session_kept", "phases"})
     EXPECT_NE(std::find(header.begin(), header.end(), want), header.end()) << want;
   ASSERT_EQ(rows.size(), 6U) << "a started and a final row per run";
   std::map<std::string, std::map<std::string, std::string>> final_rows;
@@ -182,6 +182,36 @@ TEST_F(BenchLabTest, TinyExperimentHasEveryFileAndColumn) {
   EXPECT_NE(again.err.find("3 already done"), std::string::npos) << again.err;
   auto report = run({kFerry, "bench", "--out", dir_.string(), "--report-only"}, 5min);
   EXPECT_TRUE(report.success()) << report.err;
+}
+
+// The study's third environment: the data directory on storage both hosts mount. ferry's
+// nodes run with shared_storage = on, mirror nothing, and move only the checkpoint.
+TEST_F(BenchLabTest, FerryOnSharedStorageMovesOnlyTheCheckpoint) {
+  auto r = run({kFerry, "bench", "--profile", "lan", "--shared-storage", "--rows", "100", "--runs", "1",
+                "--methods", "ferry", "--video-mb", "20", "--out", dir_.string()},
+               60min);
+  ASSERT_TRUE(r.success()) << "exit " << r.exit_code << (r.timed_out ? " (timed out)" : "") << "\n"
+                           << r.err.substr(r.err.size() > 6000 ? r.err.size() - 6000 : 0);
+  std::vector<std::string> header;
+  auto rows = readCsv(dir_ / "runs.csv", header);
+  ASSERT_EQ(rows.size(), 2U) << "a started and a final row";
+  const auto& row = rows.back();
+  ASSERT_EQ(row.at("status"), "ok") << row.at("error");
+  EXPECT_EQ(row.at("shared_storage"), "true");
+  EXPECT_EQ(row.at("result"), "committed");
+  EXPECT_EQ(num(row, "last_delta_bytes"), 0) << "nothing is mirrored on shared storage";
+  EXPECT_EQ(num(row, "bytes_moved"), num(row, "checkpoint_wire_bytes"));
+  EXPECT_EQ(num(row, "lost_writes"), 0);
+  EXPECT_EQ(row.at("session_kept"), "true");
+  // The service runs on b from the shared data, and the nodes say what they are.
+  auto status = run({kFerry, "lab", "exec", "b", "--", "ferry", "status", "--output", "json"}, 30s);
+  auto s = nlohmann::json::parse(status.out, nullptr, false);
+  ASSERT_FALSE(s.is_discarded()) << status.out << status.err;
+  EXPECT_EQ(s["role"], "active");
+  EXPECT_EQ(s["replica"]["state"], "shared");
+  // Back to a lab without shared storage for the tests after this one.
+  auto up = run({kFerry, "lab", "up"}, 30min);
+  EXPECT_TRUE(up.success()) << up.err;
 }
 
 }  // namespace

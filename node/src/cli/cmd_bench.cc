@@ -294,8 +294,10 @@ void addBenchCommands(CLI::App& app, Cli& cli) {
       "state, runs alternating a→b, b→a under the probe and the writer; DIR/runs.csv, DIR/summary.md, plots");
   bench_cmd->add_option("--profile", ef->o.profile, "lab link profile: lan, cloud, wan or edge")
       ->capture_default_str();
-  bench_cmd->add_flag("--shared-storage", ef->o.shared_storage,
-                      "data directory on storage shared by a and b (the study's local-nfs; not with ferry)");
+  bench_cmd->add_flag(
+      "--shared-storage", ef->o.shared_storage,
+      "data directory on storage shared by a and b (the study's local-nfs; ferry's nodes run with "
+      "shared_storage = on)");
   bench_cmd->add_option("--rows", ef->rows, "users in the table, comma-separated: 100,500,1000,5000,10000");
   bench_cmd->add_option("--state-mb", ef->state_mb, "MB of database state held in memory, comma-separated")
       ->capture_default_str();

@@ -102,6 +102,11 @@ Result<NodeConfig> parseConfig(const std::string& text, const std::string& origi
          c.log_level = v;
          return !v.empty();
        }},
+      {"shared_storage",
+       [&](const std::string& v) {
+         c.shared_storage = v == "on";
+         return v == "on" || v == "off";
+       }},
       {"track_writes",
        [&](const std::string& v) {
          c.track_writes = v == "on";

@@ -56,6 +56,11 @@ struct MigrationSettings {
   Millis idle_timeout{60000};  // target: silence from the source while staging before it gives up
   std::size_t chunk_bytes = 1u << 20;
   bool compress = true;  // LZ4 chunks when it helps
+  // Both hosts mount the data directory from one shared storage: nothing is mirrored,
+  // the final "delta" is a syncfs of the data directory after the freeze, and the
+  // target checks that it sees the source's marker file (sharedMarkerName) before it
+  // agrees.
+  bool shared_storage = false;
   // Traffic switch-over (switchover/driver.h); "none": traffic is not this node's job.
   std::string switch_driver = "none";
   std::string switch_service = "ref";
@@ -102,6 +107,9 @@ class MigrationEnv {
   // returns its batch. resumeMirroring() undoes the stop (rollback).
   virtual Result<FinalDelta> finalDelta(Millis timeout) = 0;
   virtual void resumeMirroring() = 0;
+  // Source with shared storage: makes everything written to the data directory durable
+  // on the storage (syncfs) — the frozen processes cannot add to it.
+  virtual Status syncSharedData(Millis timeout) = 0;
   // Target: what the replica holds; fenceReplica(true) refuses further batches (the
   // service now writes here); invalidateReplica() makes the next resume re-hash
   // everything (the restored service ran here and then was rolled back).
@@ -207,6 +215,15 @@ nlohmann::json resolveSourceMigration(const MigrationRecord& record, const std::
                                       MigrationDeps deps, MigrationInbox& inbox, MigrationProgress& progress);
 nlohmann::json resolveTargetMigration(const MigrationRecord& record, const std::string& outcome,
                                       MigrationDeps deps, MigrationInbox& inbox);
+
+// The file the source writes in a shared data directory for the target to find.
+std::string sharedMarkerName(const std::string& migration_id);
+// Writes it (0600) with a fresh random token and returns the token.
+Result<std::string> writeSharedMarker(const std::filesystem::path& data_dir, const std::string& migration_id);
+// Does the target see the source's marker with this token? Says why not.
+Status checkSharedMarker(const std::filesystem::path& data_dir, const std::string& migration_id,
+                         const std::string& token);
+void removeSharedMarker(const std::filesystem::path& data_dir, const std::string& migration_id);
 
 // Answer to an OutcomeQuery about `id` from the journal.
 wire::MigrationState outcomeFor(Journal& journal, const std::string& id);

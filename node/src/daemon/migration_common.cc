@@ -1,6 +1,13 @@
 // The pieces both sides of a migration share: inbox, progress, modes, outcomes.
 #include "migration.h"
 
+#include <sys/random.h>
+
+#include <array>
+#include <cstdio>
+
+#include "ferry/base/files.h"
+
 namespace ferry::node {
 
 bool MigrationInbox::push(protocol::Received message, Millis timeout) {
@@ -100,6 +107,48 @@ wire::MigrationState outcomeFor(Journal& journal, const std::string& id) {
       return wire::MigrationState::ROLLED_BACK;
   }
   return wire::MigrationState::UNKNOWN;
+}
+
+std::string sharedMarkerName(const std::string& migration_id) {
+  return ".ferry-shared-" + migration_id;
+}
+
+Result<std::string> writeSharedMarker(const std::filesystem::path& data_dir,
+                                      const std::string& migration_id) {
+  std::array<unsigned char, 16> raw{};
+  if (::getrandom(raw.data(), raw.size(), 0) != static_cast<ssize_t>(raw.size()))
+    return makeError("cannot read random bytes for the shared-storage marker");
+  std::string token;
+  for (unsigned char b : raw) {
+    char hex[3];
+    std::snprintf(hex, sizeof hex, "%02x", b);
+    token += hex;
+  }
+  auto path = data_dir / sharedMarkerName(migration_id);
+  if (auto s = writeFileAtomic(path, token + "\n", 0600); !s) {
+    return makeError("cannot write the shared-storage marker " + path.string() + ": " + s.error().message(),
+                     "check that the data directory is writable on this node");
+  }
+  return token;
+}
+
+Status checkSharedMarker(const std::filesystem::path& data_dir, const std::string& migration_id,
+                         const std::string& token) {
+  auto path = data_dir / sharedMarkerName(migration_id);
+  auto text = readFile(path);
+  auto hint = "mount the same shared storage at " + data_dir.string() +
+              " on both hosts, or set shared_storage = off on both so the nodes mirror it";
+  if (!text) return makeError("the data directory is not shared: " + path.string() + " is not here", hint);
+  std::string seen = *text;
+  while (!seen.empty() && (seen.back() == '\n' || seen.back() == '\r')) seen.pop_back();
+  if (token.empty() || seen != token)
+    return makeError("the data directory is not shared: " + path.string() + " holds another token", hint);
+  return okStatus();
+}
+
+void removeSharedMarker(const std::filesystem::path& data_dir, const std::string& migration_id) {
+  std::error_code ec;
+  std::filesystem::remove(data_dir / sharedMarkerName(migration_id), ec);
 }
 
 }  // namespace ferry::node

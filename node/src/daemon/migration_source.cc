@@ -129,9 +129,17 @@ class Source {
     // ---- preflight ----
     phases_.begin("preflight");
     if (auto s = inspectContainers(); !s) return refuse(s.error());
+    if (d_.settings.shared_storage) {
+      auto token = writeSharedMarker(d_.settings.data_dir, rec_.id);
+      if (!token) return refuse(token.error());
+      shared_token_ = *token;
+    }
     auto reply = prepare();
+    // The target has looked (or never will): the marker has done its job.
+    if (d_.settings.shared_storage) removeSharedMarker(d_.settings.data_dir, rec_.id);
     if (!reply) return refuse(reply.error());
     phases_.end("preflight");
+    report_["shared_storage"] = d_.settings.shared_storage;
 
     if (!missing_images_.empty()) {
       phases_.begin("images");
@@ -152,7 +160,9 @@ class Source {
     }
 
     phases_.begin("presync");
-    if (auto s = env_.flushMirror(d_.settings.presync_timeout); !s) {
+    if (d_.settings.shared_storage) {
+      // Nothing to mirror: the target reads the same storage.
+    } else if (auto s = env_.flushMirror(d_.settings.presync_timeout); !s) {
       return refuse(makeError("the standby did not catch up before the freeze: " + s.error().message(),
                               "check 'ferry status' (replica lag) and retry"));
     }
@@ -332,6 +342,10 @@ class Source {
           p.setSourceNodeId(env_.nodeName());
           p.setExpectedCheckpointBytes(expected_bytes_);
           p.setDeadlineMs(static_cast<std::uint64_t>(d_.settings.commit_timeout.count()));
+          if (d_.settings.shared_storage) {
+            p.setSharedStorage(true);
+            p.setSharedToken(shared_token_);
+          }
         },
         d_.settings.prepare_timeout);
     if (!sent)
@@ -497,8 +511,19 @@ class Source {
                         {"t_ms", msBetween(t0_, Clock::now())}});
       }
     });
-    // The final round of the data directory: everything is frozen now.
-    auto final_delta = env_.finalDelta(d_.settings.checkpoint_timeout);
+    // The final round of the data directory: everything is frozen now. On shared
+    // storage it is a syncfs: the target reads what the frozen processes wrote.
+    Result<FinalDelta> final_delta = makeError("no final round ran");
+    if (d_.settings.shared_storage) {
+      auto sync_started = Clock::now();
+      if (auto s = env_.syncSharedData(d_.settings.checkpoint_timeout); !s) {
+        final_delta = s.error();
+      } else {
+        final_delta = FinalDelta{0, 0, 0, msBetween(sync_started, Clock::now())};
+      }
+    } else {
+      final_delta = env_.finalDelta(d_.settings.checkpoint_timeout);
+    }
     for (auto& t : threads) t.join();
     stop_progress = true;
     ticker.join();
@@ -950,6 +975,7 @@ class Source {
   bool restored_seen_ = false;
   bool commit_resent_ = false;
   bool target_prepared_ = false;  // the target accepted Prepare: an abort must reach it
+  std::string shared_token_;      // shared storage: the marker the target must see
   // Traffic switch-over: the driver, its plan, and how far it got ("", "preparing",
   // "committed", "rolled-back"); journaled in the report for a restarted node.
   std::unique_ptr<switchover::Driver> switch_;

@@ -59,6 +59,8 @@ class Target {
     refs_ = readRefs(p.getContainers());
     for (const auto& r : refs_) rec_.containers.push_back(r.name);
     expected_bytes_ = p.getExpectedCheckpointBytes();
+    source_shared_ = p.getSharedStorage();
+    shared_token_ = p.getSharedToken().cStr();
     log_->info("migration {} from {}: {} container(s), epoch {}", rec_.id, env_.peerName(), refs_.size(),
                rec_.epoch);
 
@@ -128,8 +130,15 @@ class Target {
       problems.emplace_back("this node (" + env_.nodeName() + ") is active, not a standby",
                             "migrate from the active node to its standby");
     }
-    auto view = env_.replicaView();
-    if (!view.consistent) {
+    if (source_shared_ != d_.settings.shared_storage) {
+      problems.emplace_back(std::string("shared_storage is ") + (source_shared_ ? "on" : "off") + " on " +
+                                env_.peerName() + " but " + (d_.settings.shared_storage ? "on" : "off") +
+                                " on " + env_.nodeName(),
+                            "set shared_storage the same on both nodes and restart them");
+    } else if (d_.settings.shared_storage) {
+      if (auto s = checkSharedMarker(d_.settings.data_dir, rec_.id, shared_token_); !s)
+        problems.emplace_back(s.error().what + " (on " + env_.nodeName() + ")", s.error().hint);
+    } else if (!env_.replicaView().consistent) {
       problems.emplace_back("the replica on " + env_.nodeName() + " is in the middle of a batch",
                             "wait until 'ferry status' says in-sync, then retry");
     }
@@ -318,8 +327,8 @@ class Target {
     // From here the service may write here: no more mirroring batches may land.
     env_.fenceReplica(true);
     auto view = env_.replicaView();
-    if (!view.final_applied || view.seq != commit.getDeltaBatchSeq() ||
-        view.epoch != commit.getDeltaBatchEpoch()) {
+    if (!d_.settings.shared_storage && (!view.final_applied || view.seq != commit.getDeltaBatchSeq() ||
+                                        view.epoch != commit.getDeltaBatchEpoch())) {
       return rolledBack(
           "the replica does not hold the final batch (" + std::to_string(commit.getDeltaBatchEpoch()) + "/" +
               std::to_string(commit.getDeltaBatchSeq()) + "); it holds " + std::to_string(view.epoch) + "/" +
@@ -564,6 +573,8 @@ class Target {
   std::vector<Ref> refs_;
   std::vector<std::string> missing_images_;
   std::uint64_t expected_bytes_ = 0;
+  bool source_shared_ = false;  // Prepare: the source has shared_storage on
+  std::string shared_token_;    // ... and this token in its marker file
   std::uint64_t free_bytes_ = 0;
   std::map<std::string, std::unique_ptr<StagingFile>> files_;
 };

@@ -1,5 +1,6 @@
 #include "ferry/node/node.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -9,7 +10,9 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -194,6 +197,7 @@ struct Node::Impl final : public MigrationEnv {
     s.checkpoint_timeout = config.checkpoint_timeout;
     s.restore_timeout = config.restore_timeout;
     s.commit_timeout = config.commit_timeout;
+    s.shared_storage = config.shared_storage;
     s.switch_driver = config.switch_driver;
     s.switch_service = config.switch_service;
     s.switch_port = config.switch_port;
@@ -314,6 +318,31 @@ struct Node::Impl final : public MigrationEnv {
     return final_result;
   }
 
+  Status syncSharedData(Millis timeout) override {
+    // syncfs has no timeout of its own: it runs on a thread of its own and is waited for
+    // at most `timeout` (a hung NFS server must not hang the migration forever).
+    int fd = ::open(config.data_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+      return makeError("cannot open the data directory " + config.data_dir.string() + ": " +
+                       std::strerror(errno));
+    }
+    auto done = std::make_shared<std::promise<int>>();
+    auto result = done->get_future();
+    std::thread([fd, done] {
+      int rc = ::syncfs(fd) == 0 ? 0 : errno;
+      ::close(fd);
+      done->set_value(rc);
+    }).detach();
+    if (result.wait_for(timeout) != std::future_status::ready) {
+      return makeError("syncfs of " + config.data_dir.string() + " did not finish within " +
+                           std::to_string(timeout.count()) + " ms",
+                       "check the shared storage (server, network)");
+    }
+    if (int rc = result.get(); rc != 0)
+      return makeError("syncfs of " + config.data_dir.string() + ": " + std::strerror(rc));
+    return okStatus();
+  }
+
   void resumeMirroring() override {
     std::lock_guard lock(mu);
     mirroring_paused = false;
@@ -321,6 +350,7 @@ struct Node::Impl final : public MigrationEnv {
   }
 
   ReplicaView replicaView() override {
+    if (config.shared_storage) return {true, true, 0, 0};  // the replica is the storage itself
     std::lock_guard lock(mu);
     return replica_view;
   }
@@ -536,13 +566,17 @@ struct Node::Impl final : public MigrationEnv {
   Status switchToActive(std::uint64_t epoch) {
     if (active() && mirror_epoch == epoch) return okStatus();
     FERRY_TRY(persistRole("active", epoch));
-    sync::MirrorOptions options;
-    options.epoch = epoch;
-    options.track_writes = config.track_writes;
-    auto opened = sync::DirectoryMirror::open(config.data_dir, options);
-    if (!opened) return opened.error();
+    std::unique_ptr<sync::DirectoryMirror> opened_mirror;
+    if (!config.shared_storage) {
+      sync::MirrorOptions options;
+      options.epoch = epoch;
+      options.track_writes = config.track_writes;
+      auto opened = sync::DirectoryMirror::open(config.data_dir, options);
+      if (!opened) return opened.error();
+      opened_mirror = std::move(*opened);
+    }
     replica.reset();
-    mirror = std::move(*opened);
+    mirror = std::move(opened_mirror);
     mirror_epoch = epoch;
     node_epoch = std::max(node_epoch.load(), epoch);
     resumed = false;
@@ -564,18 +598,20 @@ struct Node::Impl final : public MigrationEnv {
   }
 
   Status switchToStandby(std::uint64_t epoch) {
-    if (!active() && replica) {
+    if (!active() && (replica || config.shared_storage)) {
       node_epoch = std::max(node_epoch.load(), epoch);
       return persistRole("standby", node_epoch.load());
     }
     FERRY_TRY(persistRole("standby", epoch));
     mirror.reset();
-    std::error_code ec;
-    // A fresh replica state: the new active (a new mirror) compares every file anyway.
-    std::filesystem::remove(config.state_dir / "replica.state", ec);
-    auto r = sync::ReplicaWriter::open(config.data_dir, config.state_dir / "replica.state");
-    if (!r) return r.error();
-    replica = std::move(*r);
+    if (!config.shared_storage) {
+      std::error_code ec;
+      // A fresh replica state: the new active (a new mirror) compares every file anyway.
+      std::filesystem::remove(config.state_dir / "replica.state", ec);
+      auto r = sync::ReplicaWriter::open(config.data_dir, config.state_dir / "replica.state");
+      if (!r) return r.error();
+      replica = std::move(*r);
+    }
     node_epoch = std::max(node_epoch.load(), epoch);
     is_active = false;
     resumed = false;
@@ -760,6 +796,11 @@ struct Node::Impl final : public MigrationEnv {
         return okStatus();
       case W::RESUME_STATE: {
         if (!active()) return okStatus();  // roles are swapping; the new active asks again
+        if (!mirror) {
+          return makeError(
+              "refused the standby's resume state: this node has shared_storage = on and mirrors nothing "
+              "(set it the same on both nodes)");
+        }
         auto state = decodeResumeState(m.getBody().getResumeState());
         if (awaiting_hashes && state.epoch == pending_resume.epoch && state.seq == pending_resume.seq &&
             state.consistent == pending_resume.consistent) {
@@ -941,7 +982,10 @@ struct Node::Impl final : public MigrationEnv {
         {"last_error", engine_error},
         {"migration", migration},
     };
-    if (active()) {
+    if (config.shared_storage) {
+      snapshot["replica"] = {
+          {"state", "shared"}, {"replica_lag_bytes", 0}, {"replica_lag_ms", 0}, {"shared_storage", true}};
+    } else if (active()) {
       snapshot["replica"] = {{"state", replicaStateName(state)},
                              {"replica_lag_bytes", lag_bytes},
                              {"replica_lag_ms", lag_ms},
@@ -965,7 +1009,7 @@ struct Node::Impl final : public MigrationEnv {
           {"fenced", replica_fenced}};
       snapshot["peer_view"] = peer_view;
     }
-    if (active() && stats.state == protocol::LinkState::kConnected &&
+    if (active() && !config.shared_storage && stats.state == protocol::LinkState::kConnected &&
         now - last_status_sent > kStatusInterval) {
       last_status_sent = now;
       auto wire_state = state == 0   ? wire::ReplicaState::INITIAL_SYNC
@@ -986,6 +1030,7 @@ struct Node::Impl final : public MigrationEnv {
     if (!active())
       return {{"ok", false},
               {"error", "this node is the standby; run 'ferry sync --flush' on the active node"}};
+    if (config.shared_storage) return {{"ok", true}, {"flushed_seq", 0}, {"ms", 0}, {"shared_storage", true}};
     auto deadline = Clock::now() + timeout;
     auto started = Clock::now();
     std::unique_lock lock(mu);
@@ -1115,7 +1160,9 @@ Result<std::unique_ptr<Node>> Node::start(NodeConfig config) {
     impl->logger->warn("FAILPOINTS ARMED (testing only): {}", names);
   }
 
-  if (impl->active()) {
+  if (c.shared_storage) {
+    // Nothing to mirror or apply: both hosts see the same storage.
+  } else if (impl->active()) {
     sync::MirrorOptions options;
     options.epoch = impl->mirror_epoch;
     options.track_writes = c.track_writes;

@@ -104,8 +104,7 @@ INSTANTIATE_TEST_SUITE_P(
         OptionsCase{"switch", [](BenchOptions& o) { o.switch_driver = "dns"; },
                     "none, proxy, haproxy or nginx"},
         OptionsCase{"no switch", [](BenchOptions& o) { o.switch_driver = "none"; }, ""},
-        OptionsCase{"ferry on shared storage", [](BenchOptions& o) { o.shared_storage = true; },
-                    "run --methods thesis,podman with --shared-storage"},
+        OptionsCase{"ferry on shared storage", [](BenchOptions& o) { o.shared_storage = true; }, ""},
         OptionsCase{"shared storage without ferry",
                     [](BenchOptions& o) {
                       o.shared_storage = true;

@@ -30,6 +30,7 @@ heartbeat = 500ms
 peer_timeout = 3s
 scan_interval = 1m
 log_level = debug
+shared_storage = on
 )");
   ASSERT_TRUE(c.ok()) << c.error().message();
   EXPECT_EQ(c->name, "a");
@@ -38,6 +39,7 @@ log_level = debug
   EXPECT_EQ(c->heartbeat, 500ms);
   EXPECT_EQ(c->peer_timeout, 3000ms);
   EXPECT_EQ(c->scan_interval, 60000ms);
+  EXPECT_TRUE(c->shared_storage);
 }
 
 TEST(Config, ParsesTheSwitchOverSettings) {
@@ -87,7 +89,8 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"heartbeat = fast", "bad value 'fast'"}, BadCase{"heartbeat = -5ms", "bad value"},
         BadCase{"just words", "expected 'key = value'"},
         BadCase{"switch = dns", "bad value 'dns' for 'switch'"}, BadCase{"switch_port = 70000", "bad value"},
-        BadCase{"switch_port = 80x", "bad value"}, BadCase{"switch_agent = lb:7400", "bad value"},
+        BadCase{"switch_port = 80x", "bad value"}, BadCase{"shared_storage = yes", "bad value 'yes'"},
+        BadCase{"switch_agent = lb:7400", "bad value"},
         BadCase{"heartbeat = 5s\npeer_timeout = 1s", "peer_timeout must be longer"}));
 
 TEST(Config, MissingFile) {

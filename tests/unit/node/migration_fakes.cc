@@ -38,7 +38,7 @@ Result<checkpoint::ContainerInfo> FakeRuntime::inspect(const std::string& name) 
   i.status = it->second.status;
   i.running = it->second.status == "running";
   i.cgroup_path = "/fake/" + name;
-  i.mounts.push_back({"bind", "/srv/ferry/ref", "/srv/ferry/ref"});
+  i.mounts.push_back({"bind", data_mount, data_mount});
   for (auto p : it->second.ports) i.ports.push_back({"tcp", p, "0.0.0.0", p});
   return i;
 }
@@ -244,6 +244,7 @@ Status FakeNode::send(const std::function<void(wire::Message::Builder)>& fill, M
 
 Result<FinalDelta> FakeNode::finalDelta(Millis) {
   mirroring_paused = true;
+  ++final_rounds;
   if (reconnect_during_final) ++sessions;
   FinalDelta f{epoch_.load(), 42, 1000, 1.0};
   if (peer_ != nullptr) peer_->final_seq = 42;

@@ -34,6 +34,7 @@ class FakeRuntime final : public checkpoint::ContainerRuntime {
   explicit FakeRuntime(std::string host) : host_(std::move(host)) {}
 
   void add(const std::string& name, FakeContainer c);
+  std::string data_mount = "/srv/ferry/ref";  // every container bind-mounts this (set before migrating)
   void addImage(const std::string& id) { images_.insert(id); }
   void failOn(const std::string& what) { failures_.insert(what); }  // "checkpoint:db", "restore:web", "load"
   [[nodiscard]] std::map<std::string, FakeContainer> containers();
@@ -139,6 +140,12 @@ class FakeNode final : public MigrationEnv {
   }
   Result<FinalDelta> finalDelta(Millis) override;
   void resumeMirroring() override { mirroring_paused = false; }
+  Status syncSharedData(Millis) override {
+    ++shared_syncs;
+    return okStatus();
+  }
+  std::atomic<int> shared_syncs{0};
+  std::atomic<int> final_rounds{0};
   ReplicaView replicaView() override;
   void fenceReplica(bool f) override { fenced = f; }
   void invalidateReplica() override { ++invalidated; }

@@ -122,6 +122,58 @@ TEST(Migration, CommitsMovesTheServiceAndSwapsRoles) {
   }
 }
 
+// Shared storage: both hosts mount the data directory; nothing is mirrored, the final
+// round is a syncfs, and the target agrees only if it sees the source's marker there.
+struct SharedCase {
+  const char* name;
+  bool a_shared, b_shared;
+  bool same_directory;
+  const char* result;
+  const char* reason;  // a fragment of it ("" when committed)
+};
+
+class SharedStorage : public ::testing::TestWithParam<SharedCase> {};
+
+TEST_P(SharedStorage, MovesOnlyTheCheckpointAndOnlyWhenBothSeeTheSameStorage) {
+  const auto& c = GetParam();
+  Pair p(std::string("shared-") + c.name);
+  fs::create_directories(p.dir / "shared");
+  fs::create_directories(p.dir / "elsewhere");
+  p.a->settings.data_dir = p.dir / "shared";
+  p.a->runtime.data_mount = p.a->settings.data_dir.string();
+  p.b->settings.data_dir = p.dir / (c.same_directory ? "shared" : "elsewhere");
+  p.a->settings.shared_storage = c.a_shared;
+  p.b->settings.shared_storage = c.b_shared;
+  auto r = p.migrate();
+  p.settleTarget();
+  EXPECT_EQ(r.value("result", ""), c.result) << r.dump(2);
+  EXPECT_NE(r.value("reason", "").find(c.reason), std::string::npos) << r.dump(2);
+  if (std::string(c.result) == "committed") {
+    EXPECT_EQ(Pair::state(*p.b, "web"), "running");
+    EXPECT_EQ(r.value("last_delta_bytes", -1), 0);
+    EXPECT_EQ(r.value("bytes_transferred", 0), r.value("checkpoint_wire_bytes", 0));
+    EXPECT_EQ(p.a->shared_syncs.load(), 1);
+    EXPECT_EQ(p.a->final_rounds.load(), 0) << "nothing is mirrored on shared storage";
+  } else {
+    EXPECT_EQ(Pair::state(*p.a, "web"), "running") << "refused before any freeze";
+    EXPECT_EQ(Pair::state(*p.b, "web"), "absent");
+    EXPECT_EQ(p.a->shared_syncs.load(), 0);
+  }
+  // The marker is gone either way.
+  for (const auto& f : fs::directory_iterator(p.dir / "shared"))
+    ADD_FAILURE() << "left in the data directory: " << f.path();
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, SharedStorage,
+                         ::testing::Values(SharedCase{"both_shared", true, true, true, "committed", ""},
+                                           SharedCase{"not_the_same_storage", true, true, false, "refused",
+                                                      "the data directory is not shared"},
+                                           SharedCase{"only_the_source_shared", true, false, true, "refused",
+                                                      "shared_storage is on on a but off on b"},
+                                           SharedCase{"only_the_target_shared", false, true, true, "refused",
+                                                      "shared_storage is off on a but on on b"}),
+                         [](const auto& tp) { return std::string(tp.param.name); });
+
 // The traffic switch-over is part of the commit protocol: prepared before the freeze
 // (while the service still runs), committed once the target is restored and before the
 // decision; any failure puts traffic back on the source after the service runs there.

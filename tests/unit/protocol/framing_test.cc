@@ -412,6 +412,16 @@ INSTANTIATE_TEST_SUITE_P(
                   p.setMode(static_cast<wire::MigrationMode>(77));
                 },
                 "mode unknown"},
+        Invalid{"PrepareSharedTokenNotHex",
+                [](auto m) {
+                  auto p = m.getBody().initPrepare();
+                  p.setMigrationId("m");
+                  p.setEpoch(1);
+                  p.setMode(wire::MigrationMode::STOP_AND_COPY);
+                  p.setSharedStorage(true);
+                  p.setSharedToken("../../etc/passwd");
+                },
+                "sharedToken is not a hexadecimal ID"},
         Invalid{"Unspecified", [](auto m) { m.getBody().setUnspecified(); }, "not one this node knows"}),
     [](const ::testing::TestParamInfo<Invalid>& param) { return param.param.name; });
 

@@ -23,7 +23,8 @@ struct NodeConfig {
   std::chrono::milliseconds peer_timeout{4000};                   // peer declared dead after this silence
   std::chrono::milliseconds scan_interval{30000};                 // background size/mtime safety walk
   std::string log_level = "info";
-  bool track_writes = true;  // eBPF write tracking: rounds re-read only written blocks (sync/README.md)
+  bool track_writes = true;     // eBPF write tracking: rounds re-read only written blocks (sync/README.md)
+  bool shared_storage = false;  // data_dir is one shared storage on both hosts: nothing to mirror
 
   // ---- migration (`ferry migrate`) ----
   std::filesystem::path staging_dir;  // checkpoint archives in flight (0700); default state_dir/staging
