@@ -133,10 +133,9 @@ class Source {
       auto token = writeSharedMarker(d_.settings.data_dir, rec_.id);
       if (!token) return refuse(token.error());
       shared_token_ = *token;
+      marker_.emplace(d_.settings.data_dir, rec_.id);
     }
     auto reply = prepare();
-    // The target has looked (or never will): the marker has done its job.
-    if (d_.settings.shared_storage) removeSharedMarker(d_.settings.data_dir, rec_.id);
     if (!reply) return refuse(reply.error());
     phases_.end("preflight");
     report_["shared_storage"] = d_.settings.shared_storage;
@@ -158,6 +157,8 @@ class Source {
       phases_.end("images", bytes);
       report_["image_bytes"] = bytes;
     }
+    // The target has looked for the last time (a second Prepare follows sent images).
+    marker_.reset();
 
     phases_.begin("presync");
     if (d_.settings.shared_storage) {
@@ -976,6 +977,16 @@ class Source {
   bool commit_resent_ = false;
   bool target_prepared_ = false;  // the target accepted Prepare: an abort must reach it
   std::string shared_token_;      // shared storage: the marker the target must see
+  // The marker file in the shared data directory, removed when this goes (every path).
+  struct SharedMarker {
+    SharedMarker(std::filesystem::path dir, std::string id) : dir_(std::move(dir)), id_(std::move(id)) {}
+    SharedMarker(const SharedMarker&) = delete;
+    SharedMarker& operator=(const SharedMarker&) = delete;
+    ~SharedMarker() { removeSharedMarker(dir_, id_); }
+    std::filesystem::path dir_;
+    std::string id_;
+  };
+  std::optional<SharedMarker> marker_;
   // Traffic switch-over: the driver, its plan, and how far it got ("", "preparing",
   // "committed", "rolled-back"); journaled in the report for a restarted node.
   std::unique_ptr<switchover::Driver> switch_;

@@ -128,6 +128,7 @@ struct SharedCase {
   const char* name;
   bool a_shared, b_shared;
   bool same_directory;
+  bool target_lacks_image;  // a second Prepare follows the image: the marker must still be there
   const char* result;
   const char* reason;  // a fragment of it ("" when committed)
 };
@@ -144,6 +145,7 @@ TEST_P(SharedStorage, MovesOnlyTheCheckpointAndOnlyWhenBothSeeTheSameStorage) {
   p.b->settings.data_dir = p.dir / (c.same_directory ? "shared" : "elsewhere");
   p.a->settings.shared_storage = c.a_shared;
   p.b->settings.shared_storage = c.b_shared;
+  if (c.target_lacks_image) p.a->runtime.add("web", {"0123abcd", "cccc3333", "running", false, false, {80}});
   auto r = p.migrate();
   p.settleTarget();
   EXPECT_EQ(r.value("result", ""), c.result) << r.dump(2);
@@ -151,7 +153,8 @@ TEST_P(SharedStorage, MovesOnlyTheCheckpointAndOnlyWhenBothSeeTheSameStorage) {
   if (std::string(c.result) == "committed") {
     EXPECT_EQ(Pair::state(*p.b, "web"), "running");
     EXPECT_EQ(r.value("last_delta_bytes", -1), 0);
-    EXPECT_EQ(r.value("bytes_transferred", 0), r.value("checkpoint_wire_bytes", 0));
+    EXPECT_EQ(r.value("bytes_transferred", 0),
+              r.value("checkpoint_wire_bytes", 0) + r.value("image_bytes", 0));
     EXPECT_EQ(p.a->shared_syncs.load(), 1);
     EXPECT_EQ(p.a->final_rounds.load(), 0) << "nothing is mirrored on shared storage";
   } else {
@@ -164,15 +167,17 @@ TEST_P(SharedStorage, MovesOnlyTheCheckpointAndOnlyWhenBothSeeTheSameStorage) {
     ADD_FAILURE() << "left in the data directory: " << f.path();
 }
 
-INSTANTIATE_TEST_SUITE_P(Table, SharedStorage,
-                         ::testing::Values(SharedCase{"both_shared", true, true, true, "committed", ""},
-                                           SharedCase{"not_the_same_storage", true, true, false, "refused",
-                                                      "the data directory is not shared"},
-                                           SharedCase{"only_the_source_shared", true, false, true, "refused",
-                                                      "shared_storage is on on a but off on b"},
-                                           SharedCase{"only_the_target_shared", false, true, true, "refused",
-                                                      "shared_storage is off on a but on on b"}),
-                         [](const auto& tp) { return std::string(tp.param.name); });
+INSTANTIATE_TEST_SUITE_P(
+    Table, SharedStorage,
+    ::testing::Values(SharedCase{"both_shared", true, true, true, false, "committed", ""},
+                      SharedCase{"both_shared_image_sent_first", true, true, true, true, "committed", ""},
+                      SharedCase{"not_the_same_storage", true, true, false, false, "refused",
+                                 "the data directory is not shared"},
+                      SharedCase{"only_the_source_shared", true, false, true, false, "refused",
+                                 "shared_storage is on on a but off on b"},
+                      SharedCase{"only_the_target_shared", false, true, true, false, "refused",
+                                 "shared_storage is off on a but on on b"}),
+    [](const auto& tp) { return std::string(tp.param.name); });
 
 // The traffic switch-over is part of the commit protocol: prepared before the freeze
 // (while the service still runs), committed once the target is restored and before the
