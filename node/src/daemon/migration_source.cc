@@ -932,6 +932,7 @@ class Source {
   }
 
   json finish(const std::string& result, const std::string& reason) {
+    marker_.reset();  // before anyone hears the result
     report_["result"] = result;
     if (!reason.empty()) report_["reason"] = reason;
     report_["total_ms"] = msBetween(t0_, Clock::now());
@@ -977,7 +978,8 @@ class Source {
   bool commit_resent_ = false;
   bool target_prepared_ = false;  // the target accepted Prepare: an abort must reach it
   std::string shared_token_;      // shared storage: the marker the target must see
-  // The marker file in the shared data directory, removed when this goes (every path).
+  // The marker file in the shared data directory: removed after the last Prepare, or by
+  // finish() on every other path.
   struct SharedMarker {
     SharedMarker(std::filesystem::path dir, std::string id) : dir_(std::move(dir)), id_(std::move(id)) {}
     SharedMarker(const SharedMarker&) = delete;
