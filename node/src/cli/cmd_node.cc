@@ -72,11 +72,15 @@ int printStatus(const NodeFlags& f) {
   std::cout << "node      " << s->value("node", "") << " (" << s->value("role", "") << ")\n"
             << "data      " << s->value("data_dir", "") << "\n"
             << "peer      " << peer.value("name", "?") << " " << peer.value("state", "?") << " via "
-            << peer.value("endpoint", "") << "\n"
-            << "replica   " << replica.value("state", "?") << ", lag "
-            << replica.value("replica_lag_bytes", 0) << " bytes / " << replica.value("replica_lag_ms", 0)
-            << " ms\n"
-            << "rate      " << s->value("throughput_bytes_per_s", 0) / 1000 << " kB/s\n";
+            << peer.value("endpoint", "") << "\n";
+  if (replica.value("shared_storage", false)) {
+    std::cout << "replica   none: the data directory is shared storage (shared_storage = on)\n";
+  } else {
+    std::cout << "replica   " << replica.value("state", "?") << ", lag "
+              << replica.value("replica_lag_bytes", 0) << " bytes / " << replica.value("replica_lag_ms", 0)
+              << " ms\n"
+              << "rate      " << s->value("throughput_bytes_per_s", 0) / 1000 << " kB/s\n";
+  }
   auto err = s->value("last_error", std::string());
   if (!err.empty()) std::cout << "last error " << err << "\n";
   return kExitOk;
