@@ -1,6 +1,7 @@
 #include "ferry/bench/writer.h"
 
 #include <algorithm>
+#include <chrono>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -128,6 +129,8 @@ Result<std::vector<ServerRow>> parseRows(std::string_view json, const std::strin
   return out;
 }
 
+constexpr auto kReadBackPatience = std::chrono::seconds(20);
+
 Result<std::vector<ServerRow>> fetchRows(const Url& url, const std::string& writer,
                                          const Timeouts& timeouts) {
   Url u = url.withTarget("/api/writes.php?" + formEncode({{"writer", writer}}));
@@ -137,13 +140,16 @@ Result<std::vector<ServerRow>> fetchRows(const Url& url, const std::string& writ
   if (!client) return client.error();
   HttpRequest req;
   req.target = u.target;
-  // Reading the rows is idempotent: a few tries ride out a brief outage.
+  // Reading the rows is idempotent: tries for up to kReadBackPatience ride out an outage
+  // right after a move (nginx, for one, answers 502 for 10 s once it has marked every
+  // server of an upstream failed).
   Attempt a;
-  for (int attempt = 0; attempt < 5; ++attempt) {
+  const auto deadline = std::chrono::steady_clock::now() + kReadBackPatience;
+  do {
     a = fetchOnce(**client, *ep, req, timeouts);
     if (a.kind == FailureKind::kOk && a.response.status == 200) return parseRows(a.response.body, writer);
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  } while (std::chrono::steady_clock::now() < deadline);
   return makeError("cannot read the rows of writer " + writer + " from " + u.origin() + u.target + ": " +
                        std::string(kindName(a.kind)) +
                        (a.response.status != 0 ? " (HTTP " + std::to_string(a.response.status) + ")" : ""),
