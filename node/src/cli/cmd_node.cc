@@ -73,7 +73,7 @@ int printStatus(const NodeFlags& f) {
             << "data      " << s->value("data_dir", "") << "\n"
             << "peer      " << peer.value("name", "?") << " " << peer.value("state", "?") << " via "
             << peer.value("endpoint", "") << "\n";
-  if (replica.value("shared_storage", false)) {
+  if (replica.value("state", "") == "shared") {
     std::cout << "replica   none: the data directory is shared storage (shared_storage = on)\n";
   } else {
     std::cout << "replica   " << replica.value("state", "?") << ", lag "

@@ -533,9 +533,7 @@ struct Node::Impl final : public MigrationEnv {
       // The service ran here after the final batch: forget what the replica believed,
       // so the next resume compares every file.
       replica.reset();
-      std::error_code ec;
-      std::filesystem::remove(config.state_dir / "replica.state", ec);
-      auto r = sync::ReplicaWriter::open(config.data_dir, config.state_dir / "replica.state");
+      auto r = openReplica(/*fresh=*/true);
       if (!r) {
         setError("reopening the replica: " + r.error().message());
       } else {
@@ -558,6 +556,26 @@ struct Node::Impl final : public MigrationEnv {
     }
   }
 
+  // The mirror (active) and the replica (standby) over the data directory. On shared
+  // storage neither exists — both hosts see the same files — and these give nullptr.
+  Result<std::unique_ptr<sync::DirectoryMirror>> openMirror(std::uint64_t epoch) {
+    if (config.shared_storage) return std::unique_ptr<sync::DirectoryMirror>();
+    sync::MirrorOptions options;
+    options.epoch = epoch;
+    options.track_writes = config.track_writes;
+    return sync::DirectoryMirror::open(config.data_dir, options);
+  }
+  // fresh: forget what the replica believed, so the next resume compares every file.
+  Result<std::unique_ptr<sync::ReplicaWriter>> openReplica(bool fresh) {
+    if (config.shared_storage) return std::unique_ptr<sync::ReplicaWriter>();
+    auto state = config.state_dir / "replica.state";
+    if (fresh) {
+      std::error_code ec;
+      std::filesystem::remove(state, ec);
+    }
+    return sync::ReplicaWriter::open(config.data_dir, state);
+  }
+
   Status persistRole(const std::string& role, std::uint64_t epoch) {
     FERRY_TRY(journal->setValue("epoch", std::to_string(epoch)));
     return journal->setValue("role", role);
@@ -566,17 +584,10 @@ struct Node::Impl final : public MigrationEnv {
   Status switchToActive(std::uint64_t epoch) {
     if (active() && mirror_epoch == epoch) return okStatus();
     FERRY_TRY(persistRole("active", epoch));
-    std::unique_ptr<sync::DirectoryMirror> opened_mirror;
-    if (!config.shared_storage) {
-      sync::MirrorOptions options;
-      options.epoch = epoch;
-      options.track_writes = config.track_writes;
-      auto opened = sync::DirectoryMirror::open(config.data_dir, options);
-      if (!opened) return opened.error();
-      opened_mirror = std::move(*opened);
-    }
+    auto opened = openMirror(epoch);
+    if (!opened) return opened.error();
     replica.reset();
-    mirror = std::move(opened_mirror);
+    mirror = std::move(*opened);
     mirror_epoch = epoch;
     node_epoch = std::max(node_epoch.load(), epoch);
     resumed = false;
@@ -604,14 +615,10 @@ struct Node::Impl final : public MigrationEnv {
     }
     FERRY_TRY(persistRole("standby", epoch));
     mirror.reset();
-    if (!config.shared_storage) {
-      std::error_code ec;
-      // A fresh replica state: the new active (a new mirror) compares every file anyway.
-      std::filesystem::remove(config.state_dir / "replica.state", ec);
-      auto r = sync::ReplicaWriter::open(config.data_dir, config.state_dir / "replica.state");
-      if (!r) return r.error();
-      replica = std::move(*r);
-    }
+    // A fresh replica state: the new active (a new mirror) compares every file anyway.
+    auto r = openReplica(/*fresh=*/true);
+    if (!r) return r.error();
+    replica = std::move(*r);
     node_epoch = std::max(node_epoch.load(), epoch);
     is_active = false;
     resumed = false;
@@ -983,8 +990,7 @@ struct Node::Impl final : public MigrationEnv {
         {"migration", migration},
     };
     if (config.shared_storage) {
-      snapshot["replica"] = {
-          {"state", "shared"}, {"replica_lag_bytes", 0}, {"replica_lag_ms", 0}, {"shared_storage", true}};
+      snapshot["replica"] = {{"state", "shared"}, {"replica_lag_bytes", 0}, {"replica_lag_ms", 0}};
     } else if (active()) {
       snapshot["replica"] = {{"state", replicaStateName(state)},
                              {"replica_lag_bytes", lag_bytes},
@@ -1160,17 +1166,12 @@ Result<std::unique_ptr<Node>> Node::start(NodeConfig config) {
     impl->logger->warn("FAILPOINTS ARMED (testing only): {}", names);
   }
 
-  if (c.shared_storage) {
-    // Nothing to mirror or apply: both hosts see the same storage.
-  } else if (impl->active()) {
-    sync::MirrorOptions options;
-    options.epoch = impl->mirror_epoch;
-    options.track_writes = c.track_writes;
-    auto mirror = sync::DirectoryMirror::open(c.data_dir, options);
+  if (impl->active()) {
+    auto mirror = impl->openMirror(impl->mirror_epoch);
     if (!mirror) return mirror.error();
     impl->mirror = std::move(*mirror);
   } else {
-    auto replica = sync::ReplicaWriter::open(c.data_dir, c.state_dir / "replica.state");
+    auto replica = impl->openReplica(/*fresh=*/false);
     if (!replica) return replica.error();
     impl->replica = std::move(*replica);
     impl->publishReplicaView();
