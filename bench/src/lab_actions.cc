@@ -1,12 +1,14 @@
 // The real LabActions: `ferry lab up/deploy/exec`, deploy/lab/nodes.sh and the method
 // runners bench/methods/METHOD.sh, each with a deadline; their output goes to
 // DIR/bench.log (and a runner's to its run directory).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 
 #include "ferry/base/process.h"
 #include "ferry/bench/experiment.h"
+#include "ferry/bench/results.h"
 
 namespace ferry::bench {
 
@@ -17,14 +19,6 @@ using std::chrono::seconds;
 
 constexpr std::string_view kLocalData = "/srv/ferry/ref";  // deploy/service/lib.sh's DATA_DIR
 constexpr std::string_view kSharedData = "/srv/ferry-shared/ref";
-
-// The link's nominal rate (Mbit/s), for deadlines only.
-double profileMbit(const std::string& profile) {
-  if (profile == "lan") return 3650;
-  if (profile == "cloud") return 1750;
-  if (profile == "wan") return 45;
-  return 5;  // edge
-}
 
 std::string lastLine(const std::string& text) {
   auto end = text.find_last_not_of("\n\r ");
@@ -156,7 +150,7 @@ class ScriptLab final : public LabActions {
   // A deadline for moving the service's bytes a few times over the profile's link.
   static seconds transferSeconds(const BenchOptions& o, const RunSpec& run) {
     double mb = 3.0 * (o.video_mb + run.state_mb + 700);  // data + archives (+ images), with room
-    return seconds(900 + static_cast<long long>(mb * 8 / profileMbit(o.profile)));
+    return seconds(900 + static_cast<long long>(mb * 8 / std::max(profileLinkMbit(o.profile), 1.0)));
   }
 
   // Runs one step with its output appended to DIR/bench.log.

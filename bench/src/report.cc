@@ -313,6 +313,65 @@ void rowsPlot(const Group& g, const MetricInfo& m, const std::vector<CellSummary
   plots.emplace_back(name, title);
 }
 
+// A time metric against the service's memory (--state-mb) for one profile and row count: a
+// line per method, and the time the profile's link needs to carry that memory once.
+void statePlot(const std::string& profile, bool shared, int rows, const MetricInfo& m,
+               const std::vector<CellSummary>& cells, const std::vector<std::string>& methods,
+               std::vector<ReportFile>& files, std::vector<std::pair<std::string, std::string>>& plots) {
+  std::string name = std::string(m.column.substr(0, m.column.size() - 3)) + "-vs-state-" +
+                     profileSlug(profile, shared) + "-rows" + std::to_string(rows);
+  std::ostringstream data, plot;
+  std::set<int> xs;
+  int index = 0;
+  for (const auto& method : methods) {
+    std::ostringstream block;
+    int points = 0;
+    for (const auto& c : cells) {
+      if (c.key.method != method || c.key.profile != profile || c.key.shared_storage != shared ||
+          c.key.rows != rows)
+        continue;
+      auto it = c.metrics.find(m.column);
+      if (it == c.metrics.end() || it->second.n == 0) continue;
+      const Stat& st = it->second;
+      block << c.key.state_mb << " " << st.mean / 1000 << " " << st.min / 1000 << " " << st.max / 1000
+            << "\n";
+      xs.insert(c.key.state_mb);
+      ++points;
+    }
+    if (points == 0) continue;
+    data << "# " << method << " (measured)\n" << block.str() << "\n\n";
+    plot << (index == 0 ? "plot " : ", \\\n     ") << "'" << name << ".dat' index " << index
+         << " using 1:2:3:4 with yerrorlines lw 2 pt 7 ps 0.8 lc rgb '" << colorOf(method) << "' title "
+         << quoteGp(method + " (measured)");
+    ++index;
+  }
+  const double mbit = profileLinkMbit(profile);
+  if (xs.size() < 2 || mbit <= 0) return;
+  // MB of state are MiB (gen-seed.sh: 256 rows of 4 KiB each).
+  std::string link = "the link alone: state ÷ " + fixed(mbit, 0) + " Mbit/s";
+  data << "# " << link << "\n";
+  for (int x : xs) data << x << " " << fixed(x * 1048576.0 * 8 / (mbit * 1e6), 3) << "\n";
+  data << "\n\n";
+  plot << ", \\\n     '" << name << ".dat' index " << index << " using 1:2 with lines lw 2 dt 3 lc rgb '"
+       << kPublishedColor << "' title " << quoteGp(link);
+  std::string title = std::string(m.title.substr(0, m.title.find(" (s)"))) + " vs memory — " +
+                      profileLabel(profile, shared) + ", " + std::to_string(rows) + " rows";
+  std::ostringstream gp;
+  gp << gpHeader(name, title, 900, 560) << "set xrange [" << -0.04 * *xs.rbegin() << ":"
+     << 1.04 * *xs.rbegin() << "]\nset yrange [0:*]\nset xtics (";
+  bool first = true;
+  for (int x : xs) {
+    gp << (first ? "" : ", ") << x;
+    first = false;
+  }
+  gp << ")\nset xlabel 'database state held in memory, MB (--state-mb)'\n"
+     << "set ylabel 'seconds: mean, bars min–max of the runs'\nset key top left\nset bars small\n"
+     << plot.str() << "\n";
+  files.push_back({"plots/" + name + ".dat", data.str()});
+  files.push_back({"plots/" + name + ".gp", gp.str()});
+  plots.emplace_back(name, title);
+}
+
 // One method's phases stacked per cell (exclusive time: overlaps counted once).
 void phasePlot(const std::string& method, const std::string& profile, bool shared,
                const std::vector<CellSummary>& cells, std::vector<ReportFile>& files,
@@ -492,6 +551,14 @@ std::vector<ReportFile> buildReport(
       if (m.column == "downtime_study_ms" || m.column == "client_downtime_ms" ||
           m.column == "migration_study_ms")
         rowsPlot(g, m, cells, methods, input.published, files, plots);
+    }
+  }
+  std::set<std::tuple<std::string, bool, int>> row_groups;
+  for (const auto& c : cells) row_groups.insert({c.key.profile, c.key.shared_storage, c.key.rows});
+  for (const auto& [profile, shared, rows] : row_groups) {
+    for (const auto& m : kMetricInfo) {
+      if (m.column == "downtime_study_ms" || m.column == "migration_study_ms")
+        statePlot(profile, shared, rows, m, cells, methods, files, plots);
     }
   }
   for (const auto& [profile, shared] : profiles) {

@@ -175,6 +175,14 @@ std::span<const Column> runColumns() {
   return kColumns;
 }
 
+double profileLinkMbit(std::string_view profile) {
+  if (profile == "lan") return 3650;
+  if (profile == "cloud") return 1750;
+  if (profile == "wan") return 45;
+  if (profile == "edge") return 5;
+  return 0;
+}
+
 std::span<const std::string_view> summaryMetrics() {
   return kMetrics;
 }

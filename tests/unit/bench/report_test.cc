@@ -139,6 +139,57 @@ TEST(Report, DowntimeVsRowsDataHasAMethodBlockEachAndThePublishedSeries) {
   EXPECT_NE(find(files, "plots/migration_study-vs-rows-cloud-state0.gp"), nullptr);
 }
 
+// Two methods on cloud at 10000 rows and three state sizes, one run each; the time grows
+// with the state.
+std::vector<RunRow> fakeStateRows() {
+  std::vector<RunRow> rows;
+  int seq = 0;
+  for (int state : {0, 256, 1024}) {
+    for (const std::string method : {"thesis", "ferry"}) {
+      FakeRun fr;
+      fr.method = method;
+      fr.rows = 10000;
+      fr.state_mb = state;
+      fr.downtime_ms = (method == "thesis" ? 10000 : 4000) + state * 20.0;
+      fr.migration_ms = fr.downtime_ms * 2;
+      RunRow r = testing::benchRow(method, 10000, 1, "a->b");
+      r.set("seq", std::to_string(++seq));
+      r.set("state_mb", std::to_string(state));
+      EXPECT_TRUE(applyMethodLine(r, fakeLine(fr).dump()).ok());
+      rows.push_back(r);
+    }
+  }
+  return rows;
+}
+
+TEST(Report, TimeVsStateHasAMethodBlockEachAndTheLinksLine) {
+  ReportInput in;
+  in.rows = fakeStateRows();
+  in.method_order = {"thesis", "ferry"};
+  auto files = buildReport(in, [](const std::string&) { return std::nullopt; });
+  const auto* dat = find(files, "plots/downtime_study-vs-state-cloud-rows10000.dat");
+  const auto* gp = find(files, "plots/downtime_study-vs-state-cloud-rows10000.gp");
+  ASSERT_NE(dat, nullptr);
+  ASSERT_NE(gp, nullptr);
+  // state MB, mean s, min s, max s.
+  EXPECT_NE(dat->content.find("# ferry (measured)\n0 4 4 4\n256 9.12 9.12 9.12\n1024 24.48 24.48 24.48\n"),
+            std::string::npos)
+      << dat->content;
+  // 1024 MiB over cloud's 1750 Mbit/s: 1024 × 2^20 × 8 / 1.75e9 = 4.909 s.
+  EXPECT_NE(dat->content.find("# the link alone: state ÷ 1750 Mbit/s\n0 0.000\n256 1.227\n1024 4.909\n"),
+            std::string::npos)
+      << dat->content;
+  EXPECT_NE(gp->content.find("index 2 using 1:2 with lines"), std::string::npos) << gp->content;
+  EXPECT_NE(find(files, "plots/migration_study-vs-state-cloud-rows10000.gp"), nullptr);
+  const auto* md = find(files, "summary.md");
+  ASSERT_NE(md, nullptr);
+  EXPECT_NE(md->content.find("downtime_study-vs-state-cloud-rows10000.svg"), std::string::npos);
+}
+
+TEST(Report, OneStateSizeDrawsNoTimeVsStatePlot) {
+  for (const auto& f : build()) EXPECT_EQ(f.name.find("-vs-state-"), std::string::npos) << f.name;
+}
+
 TEST(Report, PhaseBreakdownPerMethodAndTheMedianRunsTimeline) {
   std::vector<std::string> asked;
   auto files = build(&asked);

@@ -112,6 +112,10 @@ struct CellSummary {
   std::vector<std::string> phase_order;
 };
 
+// The nominal link rate of a lab profile in Mbit/s (deploy/lab/links.sh: lan 3650,
+// cloud 1750, wan 45, edge 5); 0 for a name it does not know.
+double profileLinkMbit(std::string_view profile);
+
 // The metrics summary.md tabulates (columns of runs.csv).
 std::span<const std::string_view> summaryMetrics();
 
