@@ -8,7 +8,10 @@ using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("ferry::protocol::wire");
 
 # Version of the ferry wire protocol spoken by this build. It travels in Hello.
-const protocolVersion :UInt32 = 1;
+#   1: the first.
+#   2: adds Message.blockBundle (many blocks per frame); a version-1 peer is still
+#      accepted and is sent single blockData messages.
+const protocolVersion :UInt32 = 2;
 
 enum Role {
   unspecified @0;

@@ -49,5 +49,7 @@ struct Message {
     decision @29 :Migration.Decision;
     outcomeQuery @30 :Migration.OutcomeQuery;
     outcome @31 :Migration.Outcome;
+
+    blockBundle @32 :Sync.BlockBundle;   # protocol version 2
   }
 }

@@ -106,6 +106,8 @@ std::string bodyName(wire::Message::Body::Which which) {
       return "fileMeta";
     case W::BLOCK_DATA:
       return "blockData";
+    case W::BLOCK_BUNDLE:
+      return "blockBundle";
     case W::TRUNCATE:
       return "truncate";
     case W::BATCH_BEGIN:

@@ -765,6 +765,7 @@ class PeerLinkImpl final : public PeerLink {
     {
       std::lock_guard<std::mutex> lock(mu_);
       stats_.peerNodeId = peerId;
+      stats_.peerProtocolVersion = h.getProtocolVersion();
       if (rid && zap_) {
         // The ZAP handler set User-Id to the paired name; find its fingerprint.
         const std::string fp = zap_->fingerprintOf(userId);

@@ -204,6 +204,20 @@ Status validateBody(wire::Message::Reader message) {
       FERRY_TRY(checkFileRef(b.getFile(), "blockData.file"));
       return checkCompression(b.getCompression(), b.getLength(), b.getData().size(), "blockData");
     }
+    case W::BLOCK_BUNDLE: {
+      auto blocks = body.getBlockBundle().getBlocks();
+      if (blocks.size() == 0) return makeError("blockBundle.blocks is empty");
+      if (blocks.size() > kMaxBundleBlocks) {
+        return makeError("blockBundle.blocks has " + std::to_string(blocks.size()) + " entries (at most " +
+                         std::to_string(kMaxBundleBlocks) + ")");
+      }
+      for (auto b : blocks) {
+        FERRY_TRY(checkFileRef(b.getFile(), "blockBundle.blocks.file"));
+        FERRY_TRY(
+            checkCompression(b.getCompression(), b.getLength(), b.getData().size(), "blockBundle.blocks"));
+      }
+      return okStatus();
+    }
     case W::TRUNCATE:
       return checkFileRef(body.getTruncate().getFile(), "truncate.file");
     case W::PREPARE: {

@@ -17,6 +17,7 @@
   X(Error) \
   X(FileMeta) \
   X(BlockData) \
+  X(BlockBundle) \
   X(Truncate) \
   X(BatchBegin) \
   X(BatchEnd) \

@@ -247,9 +247,18 @@ struct Node::Impl final : public MigrationEnv {
     return sendBuilder(builder);
   }
 
+  // The mirror's messages onto the link. A peer that speaks protocol 2 gets consecutive
+  // blocks in bundles of up to kBundleBytes (one frame instead of one per 16 KiB block:
+  // the per-frame cost — queues, doorbells, poll and send calls on both nodes — dominated
+  // an initial copy); any other message first sends the blocks held before it, so the
+  // order on the wire is the mirror's.
   class LinkSink : public sync::DeltaSink {
    public:
-    explicit LinkSink(Impl& impl) : impl_(impl) {}
+    static constexpr std::size_t kBundleBytes = std::size_t{1} << 20;
+
+    explicit LinkSink(Impl& impl)
+        : impl_(impl), bundle_(impl.link->stats().peerProtocolVersion >= protocol::kBundleProtocolVersion) {}
+
     Status send(sync::Message message) override {
       auto bytes = sync::wireSize(message);
       if (const auto* begin = std::get_if<sync::BatchBegin>(&message)) {
@@ -262,14 +271,36 @@ struct Node::Impl final : public MigrationEnv {
         impl_.sync_bytes += bytes;
       }
       sent_ += bytes;
+      if (auto* block = std::get_if<sync::Block>(&message); block != nullptr && bundle_) {
+        held_bytes_ += block->bytes.size() + block->path.size();
+        held_.push_back(std::move(*block));
+        if (held_bytes_ >= kBundleBytes || held_.size() >= protocol::kMaxBundleBlocks) return finish();
+        return okStatus();
+      }
+      FERRY_TRY(finish());
       return impl_.sendWith([&](wire::Message::Builder m) { encodeSync(message, m); });
     }
+
+    // Sends the blocks still held (a round that ended without a BatchEnd).
+    Status finish() {
+      if (held_.empty()) return okStatus();
+      auto s = held_.size() == 1
+                   ? impl_.sendWith([&](wire::Message::Builder m) { encodeSync(held_.front(), m); })
+                   : impl_.sendWith([&](wire::Message::Builder m) { encodeBlockBundle(held_, m); });
+      held_.clear();
+      held_bytes_ = 0;
+      return s;
+    }
+
     [[nodiscard]] std::uint64_t sent() const { return sent_; }
 
    private:
     Impl& impl_;
+    const bool bundle_;
     uint64_t current_ = 0;
     std::uint64_t sent_ = 0;
+    std::vector<sync::Block> held_;
+    std::size_t held_bytes_ = 0;
   };
 
   // ---- MigrationEnv ----------------------------------------------------------------
@@ -504,6 +535,7 @@ struct Node::Impl final : public MigrationEnv {
       auto started = Clock::now();
       LinkSink sink(*this);
       auto r = mirror->finalDelta(sink);
+      if (auto f = sink.finish(); r && !f) r = f.error();
       Result<FinalDelta> result = makeError("final round failed");
       if (!r) {
         result = r.error();
@@ -657,6 +689,7 @@ struct Node::Impl final : public MigrationEnv {
     }
     LinkSink sink(*this);
     auto r = mirror->computeDelta(sink);
+    if (auto f = sink.finish(); r && !f) r = f.error();
     if (!r) {
       logger->warn("mirroring round failed: {}", r.error().message());
       setError("mirroring: " + r.error().message());
@@ -760,6 +793,32 @@ struct Node::Impl final : public MigrationEnv {
     return answer;
   }
 
+  // The standby: one engine message into the replica; a batch's end is acknowledged.
+  Status applySync(const sync::Message& msg) {
+    auto bytes = sync::wireSize(msg);
+    auto applied = replica->apply(msg);
+    {
+      std::lock_guard lock(mu);
+      sync_bytes += bytes;
+    }
+    if (!applied) {
+      // The batch is abandoned; tell the active where we stand so it resumes.
+      publishReplicaView();
+      sendResumeState();
+      return makeError("applying " + std::string(sync::messageName(msg)) + ": " + applied.error().message());
+    }
+    if (const auto* end = std::get_if<sync::BatchEnd>(&msg)) {
+      publishReplicaView();
+      node_epoch = std::max(node_epoch.load(), end->epoch);
+      return sendWith([&](wire::Message::Builder out) {
+        auto a = out.getBody().initBatchApplied();
+        a.setEpoch(end->epoch);
+        a.setSeq(end->seq);
+      });
+    }
+    return okStatus();
+  }
+
   Status handle(wire::Message::Reader m) {
     auto which = m.getBody().which();
     if (isSyncBody(which)) {
@@ -771,30 +830,9 @@ struct Node::Impl final : public MigrationEnv {
         if (replica_fenced)
           return makeError("refused a mirroring message: a migration restored the service here (fenced)");
       }
-      auto msg = decodeSync(m);
-      if (!msg) return msg.error();
-      auto bytes = sync::wireSize(*msg);
-      auto applied = replica->apply(*msg);
-      {
-        std::lock_guard lock(mu);
-        sync_bytes += bytes;
-      }
-      if (!applied) {
-        // The batch is abandoned; tell the active where we stand so it resumes.
-        publishReplicaView();
-        sendResumeState();
-        return makeError("applying " + std::string(sync::messageName(*msg)) + ": " +
-                         applied.error().message());
-      }
-      if (const auto* end = std::get_if<sync::BatchEnd>(&*msg)) {
-        publishReplicaView();
-        node_epoch = std::max(node_epoch.load(), end->epoch);
-        return sendWith([&](wire::Message::Builder out) {
-          auto a = out.getBody().initBatchApplied();
-          a.setEpoch(end->epoch);
-          a.setSeq(end->seq);
-        });
-      }
+      std::vector<sync::Message> msgs;
+      FERRY_TRY(decodeSyncMessages(m, msgs));
+      for (const auto& msg : msgs) FERRY_TRY(applySync(msg));
       return okStatus();
     }
     switch (which) {

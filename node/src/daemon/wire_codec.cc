@@ -68,6 +68,52 @@ Result<std::string> filePath(FileUnion file) {
   return makeError("a path id where the engine expects a path (this node does not use path ids)");
 }
 
+void encodeBlock(const sync::Block& m, wire::BlockData::Builder b) {
+  b.getFile().setPath(m.path);
+  b.setOffset(m.offset);
+  b.setLength(m.length);
+  b.setXxh3(m.xxh3);
+  switch (m.compression) {
+    case sync::Compression::kNone:
+      b.setCompression(wire::Compression::NONE);
+      break;
+    case sync::Compression::kLz4:
+      b.setCompression(wire::Compression::LZ4);
+      break;
+    case sync::Compression::kZeros:
+      b.setCompression(wire::Compression::ZEROS);
+      break;
+  }
+  b.setData(kj::arrayPtr(reinterpret_cast<const capnp::byte*>(m.bytes.data()), m.bytes.size()));
+}
+
+Result<sync::Block> decodeBlock(wire::BlockData::Reader b) {
+  auto path = filePath(b.getFile());
+  if (!path) return path.error();
+  sync::Block block;
+  block.path = std::move(*path);
+  block.offset = b.getOffset();
+  block.length = b.getLength();
+  block.xxh3 = b.getXxh3();
+  switch (b.getCompression()) {
+    case wire::Compression::NONE:
+      block.compression = sync::Compression::kNone;
+      break;
+    case wire::Compression::LZ4:
+      block.compression = sync::Compression::kLz4;
+      break;
+    case wire::Compression::ZEROS:
+      block.compression = sync::Compression::kZeros;
+      break;
+    default:
+      return makeError("block compression " + std::to_string(static_cast<unsigned>(b.getCompression())) +
+                       " is unknown");
+  }
+  auto data = b.getData();
+  block.bytes.assign(data.begin(), data.end());
+  return block;
+}
+
 }  // namespace
 
 bool isSyncBody(wire::Message::Body::Which which) {
@@ -75,6 +121,7 @@ bool isSyncBody(wire::Message::Body::Which which) {
   switch (which) {
     case W::FILE_META:
     case W::BLOCK_DATA:
+    case W::BLOCK_BUNDLE:
     case W::TRUNCATE:
     case W::BATCH_BEGIN:
     case W::BATCH_END:
@@ -102,23 +149,7 @@ void encodeSync(const sync::Message& message, wire::Message::Builder out) {
           t.getFile().setPath(m.path);
           t.setSize(m.size);
         } else if constexpr (std::is_same_v<T, sync::Block>) {
-          auto b = body.initBlockData();
-          b.getFile().setPath(m.path);
-          b.setOffset(m.offset);
-          b.setLength(m.length);
-          b.setXxh3(m.xxh3);
-          switch (m.compression) {
-            case sync::Compression::kNone:
-              b.setCompression(wire::Compression::NONE);
-              break;
-            case sync::Compression::kLz4:
-              b.setCompression(wire::Compression::LZ4);
-              break;
-            case sync::Compression::kZeros:
-              b.setCompression(wire::Compression::ZEROS);
-              break;
-          }
-          b.setData(kj::arrayPtr(reinterpret_cast<const capnp::byte*>(m.bytes.data()), m.bytes.size()));
+          encodeBlock(m, body.initBlockData());
         } else if constexpr (std::is_same_v<T, sync::Rename>) {
           auto f = body.initFileMeta();
           f.setPath(m.path);
@@ -170,36 +201,36 @@ Result<sync::Message> decodeSync(wire::Message::Reader in) {
       return sync::Message{sync::Truncate{std::move(*path), t.getSize()}};
     }
     case W::BLOCK_DATA: {
-      auto b = body.getBlockData();
-      auto path = filePath(b.getFile());
-      if (!path) return path.error();
-      sync::Block block;
-      block.path = std::move(*path);
-      block.offset = b.getOffset();
-      block.length = b.getLength();
-      block.xxh3 = b.getXxh3();
-      switch (b.getCompression()) {
-        case wire::Compression::NONE:
-          block.compression = sync::Compression::kNone;
-          break;
-        case wire::Compression::LZ4:
-          block.compression = sync::Compression::kLz4;
-          break;
-        case wire::Compression::ZEROS:
-          block.compression = sync::Compression::kZeros;
-          break;
-        default:
-          return makeError("block compression " + std::to_string(static_cast<unsigned>(b.getCompression())) +
-                           " is unknown");
-      }
-      auto data = b.getData();
-      block.bytes.assign(data.begin(), data.end());
-      return sync::Message{std::move(block)};
+      auto block = decodeBlock(body.getBlockData());
+      if (!block) return block.error();
+      return sync::Message{std::move(*block)};
     }
     default:
       break;
   }
   return makeError("not a mirroring message");
+}
+
+void encodeBlockBundle(const std::vector<sync::Block>& blocks, wire::Message::Builder out) {
+  auto list = out.getBody().initBlockBundle().initBlocks(static_cast<unsigned>(blocks.size()));
+  for (unsigned i = 0; i < blocks.size(); ++i) encodeBlock(blocks[i], list[i]);
+}
+
+Status decodeSyncMessages(wire::Message::Reader in, std::vector<sync::Message>& out) {
+  if (in.getBody().which() != wire::Message::Body::Which::BLOCK_BUNDLE) {
+    auto one = decodeSync(in);
+    if (!one) return one.error();
+    out.push_back(std::move(*one));
+    return okStatus();
+  }
+  auto blocks = in.getBody().getBlockBundle().getBlocks();
+  out.reserve(out.size() + blocks.size());
+  for (unsigned i = 0; i < blocks.size(); ++i) {
+    auto block = decodeBlock(blocks[i]);
+    if (!block) return makeError("blockBundle entry " + std::to_string(i) + ": " + block.error().message());
+    out.emplace_back(std::move(*block));
+  }
+  return okStatus();
 }
 
 void encodeResumeState(const sync::ResumeState& state, wire::Message::Builder out) {

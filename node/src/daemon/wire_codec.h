@@ -18,6 +18,11 @@ void encodeSync(const sync::Message& message, wire::Message::Builder out);
 // Fails on a body that is not a sync message or a value the engine cannot represent.
 Result<sync::Message> decodeSync(wire::Message::Reader in);
 bool isSyncBody(wire::Message::Body::Which which);
+// Protocol version 2: consecutive blocks in one frame (wire::BlockBundle).
+void encodeBlockBundle(const std::vector<sync::Block>& blocks, wire::Message::Builder out);
+// Appends the engine messages a received sync body holds: one, or a bundle's blocks in
+// order. Fails on the first the engine cannot represent: the caller applies none of them.
+Status decodeSyncMessages(wire::Message::Reader in, std::vector<sync::Message>& out);
 
 void encodeResumeState(const sync::ResumeState& state, wire::Message::Builder out);
 sync::ResumeState decodeResumeState(wire::ResumeState::Reader in);

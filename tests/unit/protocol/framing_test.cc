@@ -103,7 +103,7 @@ INSTANTIATE_TEST_SUITE_P(EveryMessageType, RoundTrip, ::testing::ValuesIn(sample
 TEST(Samples, CoverEveryBodyType) {
   std::set<std::string> names;
   for (const auto& s : samples()) names.insert(s.name);
-  for (uint16_t w = 1; w <= static_cast<uint16_t>(wire::Message::Body::Which::RESUME_QUERY); ++w) {
+  for (uint16_t w = 1; w <= static_cast<uint16_t>(wire::Message::Body::Which::BLOCK_BUNDLE); ++w) {
     const std::string name = bodyName(static_cast<wire::Message::Body::Which>(w));
     EXPECT_TRUE(names.count(name)) << "no sample for " << name;
   }
@@ -382,6 +382,28 @@ INSTANTIATE_TEST_SUITE_P(
                   b.setCompression(static_cast<wire::Compression>(9));
                 },
                 "unknown compression"},
+        Invalid{"BundleEmpty", [](auto m) { m.getBody().initBlockBundle().initBlocks(0); }, "empty"},
+        Invalid{"BundleTooLong",
+                [](auto m) { m.getBody().initBlockBundle().initBlocks(kMaxBundleBlocks + 1); },
+                "at most 256"},
+        Invalid{"BundleBlockEscapes",
+                [](auto m) {
+                  auto blocks = m.getBody().initBlockBundle().initBlocks(2);
+                  blocks[0].getFile().setPath("ibdata1");
+                  blocks[0].setCompression(wire::Compression::NONE);
+                  blocks[1].getFile().setPath("../etc/shadow");
+                  blocks[1].setCompression(wire::Compression::NONE);
+                },
+                "blockBundle.blocks.file"},
+        Invalid{"BundleLz4Bomb",
+                [](auto m) {
+                  auto b = m.getBody().initBlockBundle().initBlocks(1)[0];
+                  b.getFile().setPath("ibdata1");
+                  b.setCompression(wire::Compression::LZ4);
+                  b.setLength(1u << 30);
+                  b.initData(8);
+                },
+                "impossible"},
         Invalid{"PathIdZero",
                 [](auto m) {
                   auto b = m.getBody().initTruncate();

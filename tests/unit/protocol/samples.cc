@@ -35,8 +35,8 @@ std::vector<Sample> makeSamples() {
   std::vector<Sample> s;
   s.push_back({"hello", [](wire::Message::Builder m) {
                  auto h = m.getBody().initHello();
-                 h.setProtocolVersion(kProtocolVersion);
-                 h.setMinProtocolVersion(kMinProtocolVersion);
+                 h.setProtocolVersion(1);  // a version-1 Hello: the golden file is its bytes
+                 h.setMinProtocolVersion(1);
                  h.setNodeId("a");
                  h.setRole(wire::Role::ACTIVE);
                  h.setEpoch(1700000000000);
@@ -106,6 +106,21 @@ std::vector<Sample> makeSamples() {
                  b.setCompression(wire::Compression::NONE);
                  auto data = b.initData(64);
                  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<kj::byte>(i * 7);
+               }});
+  s.push_back({"blockBundle", [](wire::Message::Builder m) {
+                 m.setEpoch(7);
+                 m.setSeq(32);
+                 auto blocks = m.getBody().initBlockBundle().initBlocks(2);
+                 for (unsigned k = 0; k < 2; ++k) {
+                   auto b = blocks[k];
+                   b.getFile().setPath("ibdata1");
+                   b.setOffset(16384ULL * k);
+                   b.setLength(32);
+                   b.setXxh3(0x1234567890abcdefULL + k);
+                   b.setCompression(wire::Compression::NONE);
+                   auto data = b.initData(32);
+                   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<kj::byte>(i * 5 + k);
+                 }
                }});
   s.push_back({"truncate", [](wire::Message::Builder m) {
                  m.setEpoch(7);

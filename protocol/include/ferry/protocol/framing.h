@@ -31,6 +31,11 @@ inline constexpr uint32_t kMinProtocolVersion = 1;
 
 inline constexpr size_t kDefaultMaxFrameBytes = size_t{8} << 20;  // 8 MiB
 
+// Protocol version 2: the most blocks one blockBundle may carry (at 16 KiB blocks, 4 MiB,
+// half of the default frame limit).
+inline constexpr uint32_t kBundleProtocolVersion = 2;
+inline constexpr size_t kMaxBundleBlocks = 256;
+
 struct DecodeLimits {
   size_t maxFrameBytes = kDefaultMaxFrameBytes;
   // Words the reader may traverse in total; 0 means 4 × the frame's words + 1024

@@ -74,13 +74,14 @@ std::string linkStateName(LinkState state);
 struct LinkStats {
   LinkState state = LinkState::kConnecting;
   std::string peerNodeId;
-  std::string peerFingerprint;  // of the peer's CURVE public key, when known
-  std::string lastError;        // the latest problem, for `ferry status`
-  uint64_t epoch = 0;           // our outbound stream
-  uint64_t nextSeq = 1;         // the seq the next send() gets
-  uint64_t ackedSeq = 0;        // highest seq the peer has consumed
-  uint64_t peerEpoch = 0;       // the peer's stream
-  uint64_t deliveredSeq = 0;    // highest seq of it handed to our application
+  std::string peerFingerprint;       // of the peer's CURVE public key, when known
+  uint32_t peerProtocolVersion = 0;  // from the peer's Hello (0: no Hello yet)
+  std::string lastError;             // the latest problem, for `ferry status`
+  uint64_t epoch = 0;                // our outbound stream
+  uint64_t nextSeq = 1;              // the seq the next send() gets
+  uint64_t ackedSeq = 0;             // highest seq the peer has consumed
+  uint64_t peerEpoch = 0;            // the peer's stream
+  uint64_t deliveredSeq = 0;         // highest seq of it handed to our application
   uint64_t messagesSent = 0, bytesSent = 0, messagesResent = 0;
   uint64_t messagesReceived = 0, bytesReceived = 0, duplicatesDropped = 0;
   uint64_t messagesRefused = 0;  // malformed, path-escaping, unknown: never delivered
