@@ -18,32 +18,21 @@
 #include <vector>
 
 #include "ferry/base/process.h"
+#include "lab_support.h"
 
 namespace {
 
+using ferry::labtest::kFerry;
+using ferry::labtest::run;
+
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
-
-const std::string kFerry = FERRY_BIN;
 
 std::string firstWord(const std::string& path) {
   std::ifstream in(path);
   std::string w;
   in >> w;
   return w;
-}
-
-ferry::ProcessResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 180s,
-                         std::map<std::string, std::string> env = {}) {
-  ferry::ProcessOptions o;
-  o.timeout = timeout;
-  o.env = std::move(env);
-  auto r = ferry::runProcess(argv, o);
-  if (!r) {
-    ADD_FAILURE() << "cannot start " << ferry::joinArgv(argv) << ": " << r.error().message();
-    return {};
-  }
-  return std::move(r.value());
 }
 
 nlohmann::json parse(const std::string& out) {

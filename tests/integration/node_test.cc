@@ -18,36 +18,22 @@
 #include <nlohmann/json.hpp>
 
 #include "ferry/base/process.h"
+#include "lab_support.h"
 
 namespace {
+
+using ferry::labtest::kFerry;
+using ferry::labtest::kNodes;
+using ferry::labtest::run;
+using ferry::labtest::sh;
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-const std::string kFerry = FERRY_BIN;
-const std::string kNodes = std::string(FERRY_SOURCE_DIR) + "/deploy/lab/nodes.sh";
 // The nodes mirror a directory of their own here, so this test never touches the
 // reference service's data (other tests deploy it).
 const std::string kDataDir = "/srv/ferry-nodetest";
 const std::string kTestDir = kDataDir + "/node-test";
-
-ferry::ProcessResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 180s) {
-  ferry::ProcessOptions o;
-  o.timeout = timeout;
-  o.env = {{"FERRY_BIN", kFerry}, {"FERRY_SERVICE_DATA", kDataDir}};
-  auto r = ferry::runProcess(argv, o);
-  if (!r) {
-    ADD_FAILURE() << "cannot start " << ferry::joinArgv(argv) << ": " << r.error().message();
-    return {};
-  }
-  return std::move(r.value());
-}
-
-// Runs a shell command inside a lab host.
-ferry::ProcessResult sh(const std::string& host, const std::string& script,
-                        std::chrono::milliseconds t = 180s) {
-  return run({kFerry, "lab", "exec", host, "--", "sh", "-c", script}, t);
-}
 
 nlohmann::json json(const std::string& host, const std::vector<std::string>& args) {
   std::vector<std::string> argv = {kFerry, "lab", "exec", host, "--", "ferry"};

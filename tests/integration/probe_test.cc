@@ -21,29 +21,19 @@
 #include <vector>
 
 #include "ferry/base/process.h"
+#include "lab_support.h"
 
 namespace {
+
+using ferry::labtest::kFerry;
+using ferry::labtest::run;
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-const std::string kFerry = FERRY_BIN;
 const std::string kLabSh = std::string(FERRY_SOURCE_DIR) + "/deploy/lab/lab.sh";
 const std::vector<std::string> kPodman = {"podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs"};
-
-ferry::ProcessResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 60s,
-                         std::map<std::string, std::string> env = {}) {
-  ferry::ProcessOptions o;
-  o.timeout = timeout;
-  o.env = std::move(env);
-  auto r = ferry::runProcess(argv, o);
-  if (!r) {
-    ADD_FAILURE() << "cannot start " << ferry::joinArgv(argv) << ": " << r.error().message();
-    return {};
-  }
-  return std::move(r.value());
-}
 
 bool labUp() {
   std::ifstream in("/run/ferry-lab/hosts/a/pid");

@@ -16,13 +16,16 @@
 #include <vector>
 
 #include "ferry/base/process.h"
+#include "lab_support.h"
 
 namespace {
+
+using ferry::labtest::kFerry;
+using ferry::labtest::run;
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-const std::string kFerry = FERRY_BIN;
 const std::string kService = std::string(FERRY_SOURCE_DIR) + "/deploy/service";
 const std::string kData = "/srv/ferry/ref";
 
@@ -31,19 +34,6 @@ std::string hostPid(const std::string& host) {
   std::string pid;
   in >> pid;
   return pid;
-}
-
-ferry::ProcessResult run(const std::vector<std::string>& argv, std::chrono::milliseconds timeout = 60s,
-                         std::map<std::string, std::string> env = {}) {
-  ferry::ProcessOptions o;
-  o.timeout = timeout;
-  o.env = std::move(env);
-  auto r = ferry::runProcess(argv, o);
-  if (!r) {
-    ADD_FAILURE() << "cannot start " << ferry::joinArgv(argv) << ": " << r.error().message();
-    return {};
-  }
-  return std::move(r.value());
 }
 
 // Runs a command inside a lab host (its mount and network namespaces).

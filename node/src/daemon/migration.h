@@ -43,6 +43,11 @@ namespace ferry::node {
 namespace wire = ferry::protocol::wire;
 using Millis = std::chrono::milliseconds;
 
+// Milliseconds from `a` to `b`, fractional (phase timings in reports).
+inline double msBetween(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
 struct MigrationSettings {
   std::filesystem::path data_dir;
   std::filesystem::path staging_dir;

@@ -18,10 +18,6 @@ using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
 using W = wire::Message::Body::Which;
 
-double msBetween(Clock::time_point a, Clock::time_point b) {
-  return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
 struct Ref {
   std::string name;
   std::string id;
