@@ -13,23 +13,29 @@
 #             poller on b reads it: lag = now - the write time it finds (how stale the
 #             standby is), p50/p99 over the run
 # Usage: bench/mirror_bench.sh --out DIR [--profile cloud] [--runs 3] [--only initial,freeze,lag]
+#        [--tools ferry,rsync,lsyncd]   (default all three; e.g. --tools ferry after a change to ferry)
 # The lab must be up (ferry lab up --profile P); the reference service deployed for `lag`.
 # Prints a table and writes DIR/mirror-<profile>.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FERRY=${FERRY_BIN:-$PWD/build/node/ferry}
 export FERRY_BIN=$FERRY
-out="" runs=3 only="initial,freeze,lag" profile=""
+out="" runs=3 only="initial,freeze,lag" profile="" tools="ferry,rsync,lsyncd"
 while (($#)); do
   case $1 in
     --out) out=${2:?}; shift 2 ;;
     --runs) runs=${2:?}; shift 2 ;;
     --only) only=${2:?}; shift 2 ;;
     --profile) profile=${2:?}; shift 2 ;;
+    --tools) tools=${2:?}; shift 2 ;;
     *) echo "mirror_bench: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
 [[ -n $out ]] || { echo "mirror_bench: --out DIR is required" >&2; exit 2; }
+for t in ${tools//,/ }; do
+  [[ $t == ferry || $t == rsync || $t == lsyncd ]] || { echo "mirror_bench: --tools takes ferry, rsync, lsyncd; not '$t'" >&2; exit 2; }
+done
+wanted() { [[ ,$tools, == *",$1,"* ]]; }
 mkdir -p "$out"
 status=$("$FERRY" lab status --output json)
 [[ $status == *'"up":true'* ]] || { echo "mirror_bench: the lab is down — ferry lab up --profile cloud" >&2; exit 2; }
@@ -93,6 +99,7 @@ if [[ $only == *initial* ]]; then
   rm -rf "$(root a)$DATA"; mkdir -p "$(root a)$DATA"; cp "$media"/*.mp4 "$(root a)$DATA/"
   bytes=$(du -sb "$(root a)$DATA" | cut -f1)
   for tool in ferry rsync; do
+    wanted "$tool" || continue
     lines=""
     for r in $(seq "$runs"); do
       deploy/lab/nodes.sh stop >/dev/null 2>&1 || true
@@ -138,6 +145,7 @@ os.close(fd)
 PY
   }
   for tool in ferry rsync; do
+    wanted "$tool" || continue
     if [[ $tool == ferry ]]; then
       # Rounds paused: the rewrite is shipped by the measured flush only (as after a freeze).
       nodes_on "$FZ"; wait_in_sync; H a ferry sync --pause >/dev/null
@@ -185,8 +193,9 @@ if [[ $only == *lag* ]]; then
     echo "lag     $1: $s (ms the standby is behind: now - the write time of the marker it holds)"
   }
   seconds=60
-  nodes_on "$REF"; wait_in_sync; lag_run ferry "$seconds"; deploy/lab/nodes.sh stop >/dev/null
-  for delay in 15 1; do
+  if wanted ferry; then nodes_on "$REF"; wait_in_sync; lag_run ferry "$seconds"; deploy/lab/nodes.sh stop >/dev/null; fi
+  delays=(); wanted lsyncd && delays=(15 1)
+  for delay in "${delays[@]}"; do
     rsync_daemon "$REF"
     H a sh -c "mkdir -p /run/mbench && cat >/run/mbench/lsyncd.lua <<EOF
 settings { logfile = '/run/mbench/lsyncd.log', statusFile = '/run/mbench/lsyncd.status', nodaemon = false, insist = true }
