@@ -35,6 +35,11 @@ using namespace std::chrono_literals;
 const std::string kDataDir = "/srv/ferry-nodetest";
 const std::string kTestDir = kDataDir + "/node-test";
 
+// deploy/lab/nodes.sh CMD with this test's data directory: the nodes mirror kDataDir.
+ferry::ProcessResult nodesSh(const std::string& cmd) {
+  return run({"bash", kNodes, cmd}, 60s, {{"FERRY_SERVICE_DATA", kDataDir}});
+}
+
 nlohmann::json json(const std::string& host, const std::vector<std::string>& args) {
   std::vector<std::string> argv = {kFerry, "lab", "exec", host, "--", "ferry"};
   argv.insert(argv.end(), args.begin(), args.end());
@@ -71,13 +76,13 @@ class NodeTest : public ::testing::Test {
     }
     auto r = sh("a", "mkdir -p " + kTestDir);
     ASSERT_TRUE(r.success()) << r.err;
-    auto started = run({"bash", kNodes, "start"}, 60s);
+    auto started = nodesSh("start");
     ASSERT_TRUE(started.success()) << started.out << started.err;
   }
   static void TearDownTestSuite() {
     if (geteuid() != 0) return;
     // Leave no daemon behind: later tests deploy and move the service on a and b.
-    run({"bash", kNodes, "stop"}, 60s);
+    nodesSh("stop");
     sh("a", "rm -rf " + kDataDir);
     sh("b", "rm -rf " + kDataDir + " /var/lib/ferry/replica.state");
   }
@@ -189,14 +194,14 @@ TEST_F(NodeTest, KilledNodesResumeWithoutFullRecopy) {
   // Kill the standby in the middle of a 60 MB change, then restart it.
   ASSERT_TRUE(sh("a", "head -c 60000000 /dev/urandom > " + d + "/more").success());
   sh("b", "sleep 0.3; kill -KILL $(cat /run/ferry/node.pid)");
-  ASSERT_TRUE(run({"bash", kNodes, "start"}, 60s).success());
+  ASSERT_TRUE(nodesSh("start").success());
   v = flushAndVerify();
   EXPECT_EQ(v["identical"], true) << v.dump();
   // Kill the active node too, mid-change, and restart it.
   ASSERT_TRUE(sh("a", "dd if=/dev/urandom of=" + d + "/base bs=1M count=4 seek=10 conv=notrunc 2>/dev/null")
                   .success());
   sh("a", "kill -KILL $(cat /run/ferry/node.pid)");
-  ASSERT_TRUE(run({"bash", kNodes, "start"}, 60s).success());
+  ASSERT_TRUE(nodesSh("start").success());
   v = flushAndVerify();
   EXPECT_EQ(v["identical"], true) << v.dump();
   auto after = json("b", {"status"});
