@@ -247,24 +247,61 @@ std::string problemsTable(const std::vector<RunRow>& rows) {
   return o.str() + "\n";
 }
 
+// The data file and the `plot` command of one gnuplot chart, one data block per series.
+class SeriesPlot {
+ public:
+  explicit SeriesPlot(std::string name) : name_(std::move(name)) {}
+  // A series: `rows` (lines of numbers) as the next data block, drawn `how` ("using 1:2
+  // with lines lw 2 ...") under `label`.
+  void add(const std::string& label, const std::string& how, const std::string& rows) {
+    data_ << "# " << label << "\n" << rows << "\n\n";
+    plot_ << (count_ == 0 ? "plot " : ", \\\n     ") << "'" << name_ << ".dat' index " << count_ << " " << how
+          << " title " << quoteGp(label);
+    ++count_;
+  }
+  [[nodiscard]] int count() const { return count_; }
+  [[nodiscard]] std::string data() const { return data_.str(); }
+  [[nodiscard]] std::string command() const { return plot_.str(); }
+
+ private:
+  std::string name_;
+  std::ostringstream data_, plot_;
+  int count_ = 0;
+};
+
+// "set xtics (x1, x2, ...)": a tic at every value drawn.
+std::string xticsAt(const std::set<int>& xs) {
+  std::string out = "set xtics (";
+  bool first = true;
+  for (int x : xs) {
+    out += (first ? "" : ", ") + std::to_string(x);
+    first = false;
+  }
+  return out + ")";
+}
+
+// A chart's files (plots/NAME.dat, plots/NAME.gp) and its entry in summary.md's list.
+void addPlot(const std::string& name, const std::string& title, std::string data, std::string gp,
+             std::vector<ReportFile>& files, std::vector<std::pair<std::string, std::string>>& plots) {
+  files.push_back({"plots/" + name + ".dat", std::move(data)});
+  files.push_back({"plots/" + name + ".gp", std::move(gp)});
+  plots.emplace_back(name, title);
+}
+
 // Downtime (or another time metric) against rows: a line per method, the study's series dashed.
 void rowsPlot(const Group& g, const MetricInfo& m, const std::vector<CellSummary>& cells,
               const std::vector<std::string>& methods, const std::vector<PublishedRun>& published,
               std::vector<ReportFile>& files, std::vector<std::pair<std::string, std::string>>& plots) {
   std::string name = std::string(m.column.substr(0, m.column.size() - 3)) + "-vs-rows-" +
                      profileSlug(g.profile, g.shared) + "-state" + std::to_string(g.state_mb);
-  std::ostringstream data, plot;
+  SeriesPlot chart(name);
   std::set<int> xs;
-  int index = 0;
   auto block = [&](const std::string& label, const std::string& style,
                    const std::vector<std::array<double, 4>>& pts) {
     if (pts.empty()) return;
-    data << "# " << label << "\n";
-    for (const auto& p : pts) data << p[0] << " " << p[1] << " " << p[2] << " " << p[3] << "\n";
-    data << "\n\n";
-    plot << (index == 0 ? "plot " : ", \\\n     ") << "'" << name << ".dat' index " << index
-         << " using 1:2:3:4 with yerrorlines " << style << " title " << quoteGp(label);
-    ++index;
+    std::ostringstream rows;
+    for (const auto& p : pts) rows << p[0] << " " << p[1] << " " << p[2] << " " << p[3] << "\n";
+    chart.add(label, "using 1:2:3:4 with yerrorlines " + style, rows.str());
   };
   for (const auto& method : methods) {
     std::vector<std::array<double, 4>> pts;
@@ -281,7 +318,7 @@ void rowsPlot(const Group& g, const MetricInfo& m, const std::vector<CellSummary
     }
     block(method + " (measured)", "lw 2 pt 7 ps 0.8 lc rgb '" + colorOf(method) + "'", pts);
   }
-  if (index == 0) return;
+  if (chart.count() == 0) return;
   std::string env = publishedEnvironment(g.profile, g.shared);
   if (m.published && !env.empty()) {
     std::vector<std::array<double, 4>> pts;
@@ -299,18 +336,10 @@ void rowsPlot(const Group& g, const MetricInfo& m, const std::vector<CellSummary
   std::ostringstream gp;
   gp << gpHeader(name, title, 900, 560) << "set logscale xy\n"
      << "set xrange [" << *xs.begin() * 0.6 << ":" << *xs.rbegin() * 1.6 << "]\n"
-     << "set xtics (";
-  bool first = true;
-  for (int x : xs) {
-    gp << (first ? "" : ", ") << x;
-    first = false;
-  }
-  gp << ")\nset format y '%g'\nset xlabel 'rows in the users table (log scale)'\n"
+     << xticsAt(xs) << "\nset format y '%g'\nset xlabel 'rows in the users table (log scale)'\n"
      << "set ylabel 'seconds (log scale): mean, bars min–max of the runs'\nset key below\nset bars small\n"
-     << plot.str() << "\n";
-  files.push_back({"plots/" + name + ".dat", data.str()});
-  files.push_back({"plots/" + name + ".gp", gp.str()});
-  plots.emplace_back(name, title);
+     << chart.command() << "\n";
+  addPlot(name, title, chart.data(), gp.str(), files, plots);
 }
 
 // A time metric against the service's memory (--state-mb) for one profile and row count: a
@@ -320,9 +349,8 @@ void statePlot(const std::string& profile, bool shared, int rows, const MetricIn
                std::vector<ReportFile>& files, std::vector<std::pair<std::string, std::string>>& plots) {
   std::string name = std::string(m.column.substr(0, m.column.size() - 3)) + "-vs-state-" +
                      profileSlug(profile, shared) + "-rows" + std::to_string(rows);
-  std::ostringstream data, plot;
+  SeriesPlot chart(name);
   std::set<int> xs;
-  int index = 0;
   for (const auto& method : methods) {
     std::ostringstream block;
     int points = 0;
@@ -339,37 +367,26 @@ void statePlot(const std::string& profile, bool shared, int rows, const MetricIn
       ++points;
     }
     if (points == 0) continue;
-    data << "# " << method << " (measured)\n" << block.str() << "\n\n";
-    plot << (index == 0 ? "plot " : ", \\\n     ") << "'" << name << ".dat' index " << index
-         << " using 1:2:3:4 with yerrorlines lw 2 pt 7 ps 0.8 lc rgb '" << colorOf(method) << "' title "
-         << quoteGp(method + " (measured)");
-    ++index;
+    chart.add(method + " (measured)",
+              "using 1:2:3:4 with yerrorlines lw 2 pt 7 ps 0.8 lc rgb '" + colorOf(method) + "'",
+              block.str());
   }
   const double mbit = profileLinkMbit(profile);
   if (xs.size() < 2 || mbit <= 0) return;
   // MB of state are MiB (gen-seed.sh: 256 rows of 4 KiB each).
   std::string link = "the link alone: state ÷ " + fixed(mbit, 0) + " Mbit/s";
-  data << "# " << link << "\n";
-  for (int x : xs) data << x << " " << fixed(x * 1048576.0 * 8 / (mbit * 1e6), 3) << "\n";
-  data << "\n\n";
-  plot << ", \\\n     '" << name << ".dat' index " << index << " using 1:2 with lines lw 2 dt 3 lc rgb '"
-       << kPublishedColor << "' title " << quoteGp(link);
+  std::ostringstream line;
+  for (int x : xs) line << x << " " << fixed(x * 1048576.0 * 8 / (mbit * 1e6), 3) << "\n";
+  chart.add(link, "using 1:2 with lines lw 2 dt 3 lc rgb '" + std::string(kPublishedColor) + "'", line.str());
   std::string title = std::string(m.title.substr(0, m.title.find(" (s)"))) + " vs memory — " +
                       profileLabel(profile, shared) + ", " + std::to_string(rows) + " rows";
   std::ostringstream gp;
   gp << gpHeader(name, title, 900, 560) << "set xrange [" << -0.04 * *xs.rbegin() << ":"
-     << 1.04 * *xs.rbegin() << "]\nset yrange [0:*]\nset xtics (";
-  bool first = true;
-  for (int x : xs) {
-    gp << (first ? "" : ", ") << x;
-    first = false;
-  }
-  gp << ")\nset xlabel 'database state held in memory, MB (--state-mb)'\n"
+     << 1.04 * *xs.rbegin() << "]\nset yrange [0:*]\n"
+     << xticsAt(xs) << "\nset xlabel 'database state held in memory, MB (--state-mb)'\n"
      << "set ylabel 'seconds: mean, bars min–max of the runs'\nset key top left\nset bars small\n"
-     << plot.str() << "\n";
-  files.push_back({"plots/" + name + ".dat", data.str()});
-  files.push_back({"plots/" + name + ".gp", gp.str()});
-  plots.emplace_back(name, title);
+     << chart.command() << "\n";
+  addPlot(name, title, chart.data(), gp.str(), files, plots);
 }
 
 // One method's phases stacked per cell (exclusive time: overlaps counted once).
@@ -411,9 +428,7 @@ void phasePlot(const std::string& method, const std::string& profile, bool share
      << "set ylabel 'seconds (mean of the ok runs; overlapping phases counted once)'\n"
      << "plot for [i=2:" << order.size() + 1 << "] '" << name
      << ".dat' using i:xtic(1) title columnheader(i)\n";
-  files.push_back({"plots/" + name + ".dat", data.str()});
-  files.push_back({"plots/" + name + ".gp", gp.str()});
-  plots.emplace_back(name, title);
+  addPlot(name, title, data.str(), gp.str(), files, plots);
 }
 
 // The probe's latency across one migration: the ok run with the median client downtime.
@@ -472,9 +487,7 @@ void timelinePlot(const std::string& method, const std::string& profile, bool sh
        << "'failed (drawn at the time it was given up)'";
   }
   gp << "\n";
-  files.push_back({"plots/" + name + ".dat", data});
-  files.push_back({"plots/" + name + ".gp", gp.str()});
-  plots.emplace_back(name, title);
+  addPlot(name, title, std::move(data), gp.str(), files, plots);
 }
 
 }  // namespace
