@@ -57,6 +57,13 @@ Status checkFileRef(FileUnion file, const char* field) {
   return makeError(std::string(field) + ": unknown file reference");
 }
 
+// One block, alone (blockData) or in a bundle: its file reference and its data's length.
+// `file_field` and `field` name it in errors ("blockData.file", "blockData").
+Status checkBlock(wire::BlockData::Reader b, const char* file_field, const char* field) {
+  FERRY_TRY(checkFileRef(b.getFile(), file_field));
+  return checkCompression(b.getCompression(), b.getLength(), b.getData().size(), field);
+}
+
 Status checkPaths(capnp::List<capnp::Text>::Reader list, const char* field) {
   for (auto p : list) FERRY_TRY(checkPath(p, field));
   return okStatus();
@@ -200,9 +207,7 @@ Status validateBody(wire::Message::Reader message) {
       return makeError("fileMeta.kind unknown (" + std::to_string(static_cast<unsigned>(f.getKind())) + ")");
     }
     case W::BLOCK_DATA: {
-      auto b = body.getBlockData();
-      FERRY_TRY(checkFileRef(b.getFile(), "blockData.file"));
-      return checkCompression(b.getCompression(), b.getLength(), b.getData().size(), "blockData");
+      return checkBlock(body.getBlockData(), "blockData.file", "blockData");
     }
     case W::BLOCK_BUNDLE: {
       auto blocks = body.getBlockBundle().getBlocks();
@@ -211,11 +216,7 @@ Status validateBody(wire::Message::Reader message) {
         return makeError("blockBundle.blocks has " + std::to_string(blocks.size()) + " entries (at most " +
                          std::to_string(kMaxBundleBlocks) + ")");
       }
-      for (auto b : blocks) {
-        FERRY_TRY(checkFileRef(b.getFile(), "blockBundle.blocks.file"));
-        FERRY_TRY(
-            checkCompression(b.getCompression(), b.getLength(), b.getData().size(), "blockBundle.blocks"));
-      }
+      for (auto b : blocks) FERRY_TRY(checkBlock(b, "blockBundle.blocks.file", "blockBundle.blocks"));
       return okStatus();
     }
     case W::TRUNCATE:
