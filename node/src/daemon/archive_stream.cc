@@ -82,10 +82,15 @@ Result<StreamStats> streamFile(MigrationEnv& env, const fs::path& path, const Ch
                                Clock::time_point deadline, std::atomic<std::uint64_t>* sent) {
   auto started = Clock::now();
   int fd = -1;
-  // The writer creates the file; wait for it (bounded by the deadline).
-  while ((fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC)) < 0) {
+  // The writer creates the file; wait for it (bounded by the deadline). Whether the writer
+  // has finished is read before each attempt: a writer that creates, writes and finishes
+  // between a failed open and that check has still written the file.
+  while (true) {
+    const bool done = writer_done();
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) break;
     if (errno != ENOENT) return makeError("cannot open " + path.string() + ": " + errnoText());
-    if (writer_done()) return makeError(path.string() + " was never written");
+    if (done) return makeError(path.string() + " was never written");
     if (Clock::now() > deadline) return makeError("timed out waiting for " + path.string() + " to appear");
     std::this_thread::sleep_for(Millis(2));
   }
