@@ -7,8 +7,12 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <thread>
 #include <vector>
+
+#include "ferry/base/log.h"
+#include "ferry/checkpoint/tar_end.h"
 
 namespace ferry::node {
 namespace {
@@ -33,6 +37,13 @@ Result<std::size_t> readAt(int fd, std::uint64_t offset, char* buf, std::size_t 
     got += static_cast<std::size_t>(n);
   }
   return got;
+}
+
+// -1 when fstat fails (then nothing is taken as the end).
+std::int64_t fileSize(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return -1;
+  return st.st_size;
 }
 
 Result<std::uint64_t> hashWholeFile(const fs::path& path, std::uint64_t expected_bytes) {
@@ -79,7 +90,7 @@ Status preparePrivateDir(const fs::path& dir) {
 
 Result<StreamStats> streamFile(MigrationEnv& env, const fs::path& path, const ChunkTarget& target,
                                const std::function<bool()>& writer_done, const MigrationSettings& settings,
-                               Clock::time_point deadline, std::atomic<std::uint64_t>* sent) {
+                               Clock::time_point deadline, std::atomic<std::uint64_t>* sent, StreamEnd end) {
   auto started = Clock::now();
   int fd = -1;
   // The writer creates the file; wait for it (bounded by the deadline). Whether the writer
@@ -101,6 +112,8 @@ Result<StreamStats> streamFile(MigrationEnv& env, const fs::path& path, const Ch
   std::vector<char> packed(
       static_cast<std::size_t>(LZ4_compressBound(static_cast<int>(settings.chunk_bytes))));
   std::uint64_t offset = 0;
+  std::optional<checkpoint::TarEndTracker> tar;
+  if (end == StreamEnd::kTarEnd) tar.emplace();
   Status result;
   while (true) {
     bool done = writer_done();  // read before the data: if it is true, EOF below is the end
@@ -110,6 +123,18 @@ Result<StreamStats> streamFile(MigrationEnv& env, const fs::path& path, const Ch
       break;
     }
     bool last = done && *n < raw.size();
+    if (tar && !tar->failed()) {
+      tar->feed(std::string_view(raw.data(), *n));
+      if (tar->failed()) {
+        log::get("node")->debug("{}: not followed as a tar ({}); it ends when its writer exits",
+                                path.string(), tar->failure());
+      } else if (!last && tar->end() && *tar->end() == offset + *n &&
+                 fileSize(fd) == static_cast<std::int64_t>(*tar->end())) {
+        // The closing blocks are written and nothing follows them: complete.
+        last = true;
+        stats.ended_at_tar_end = true;
+      }
+    }
     if (*n == 0 && !last) {
       if (Clock::now() > deadline) {
         result = makeError("timed out streaming " + path.string() + " (the writer did not finish)");

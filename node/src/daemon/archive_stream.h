@@ -1,7 +1,9 @@
 // Checkpoint and image archives on the peer link, as CheckpointChunks.
 //
 // Source: streamFile() sends a file while Podman is still writing it (reads what is
-// there, waits for more until the writer has exited), LZ4 per chunk when that helps,
+// there, waits for more until the writer has exited, or for a tar archive until its
+// closing blocks are written: Podman cleans up for a while after that), LZ4 per chunk
+// when that helps,
 // an XXH3 of every chunk's bytes and of the whole file; afterwards it re-reads the file
 // and refuses if it changed behind the reader (a writer that rewrote earlier bytes).
 // Target: StagingFile appends received chunks in order to a 0600 file, checks each
@@ -37,7 +39,13 @@ struct StreamStats {
   std::uint64_t wire_bytes = 0;
   std::uint64_t chunks = 0;
   double ms = 0;
+  bool ended_at_tar_end = false;  // the archive's closing blocks ended it, not the writer's exit
 };
+
+// What ends the file: the writer's exit only, or also (for a tar archive such as
+// Podman's export) its closing blocks, with nothing written after them. A file the
+// tracker cannot follow as a tar falls back to the writer's exit.
+enum class StreamEnd { kWriterExit, kTarEnd };
 
 // Sends `path`; `writer_done` says the producing process has exited (so EOF is the
 // end). Adds raw bytes to `*sent` as they go (progress). Fails at `deadline`.
@@ -45,7 +53,7 @@ Result<StreamStats> streamFile(MigrationEnv& env, const std::filesystem::path& p
                                const ChunkTarget& target, const std::function<bool()>& writer_done,
                                const MigrationSettings& settings,
                                std::chrono::steady_clock::time_point deadline,
-                               std::atomic<std::uint64_t>* sent);
+                               std::atomic<std::uint64_t>* sent, StreamEnd end = StreamEnd::kWriterExit);
 
 class StagingFile {
  public:

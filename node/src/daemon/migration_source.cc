@@ -86,6 +86,15 @@ class Source {
         phases_(t0_, progress),
         log_(log::get("node")) {}
 
+  // A podman checkpoint still running (a path that returned without awaitDumps()) is
+  // waited for: it is bounded by the checkpoint timeout.
+  ~Source() {
+    for (auto& t : dump_threads_)
+      if (t.joinable()) t.join();
+  }
+  Source(const Source&) = delete;
+  Source& operator=(const Source&) = delete;
+
   json run() {
     rec_.id = req_.id.empty() ? newMigrationId(env_.nodeName()) : req_.id;
     rec_.side = "source";
@@ -448,34 +457,28 @@ class Source {
   }
 
   // Every container dumped (in parallel, one podman per container) and streamed as it
-  // is written; the final mirroring round runs meanwhile.
+  // is written; the final mirroring round runs meanwhile. Returns when every archive is
+  // on its way and the final round is done: an archive whose tar has closed is complete
+  // (Podman exports after CRIU's dump succeeded), so Podman's own cleanup afterwards
+  // (storage, network, state) is waited for later, by awaitDumps(), off the downtime.
   Status dumpAndStream() {
     if (auto s = preparePrivateDir(d_.settings.staging_dir); !s) return s;
     phases_.begin("checkpoint");
     phases_.begin("transfer", {{"expected_bytes", expected_bytes_}});
-    struct Job {
-      checkpoint::ContainerInfo info;
-      fs::path archive;
-      std::atomic<bool> done{false};
-      Result<checkpoint::CheckpointStats> stats = makeError("not run");
-      Result<StreamStats> streamed = makeError("not run");
-      Clock::time_point dumped;
-    };
-    std::vector<std::unique_ptr<Job>> jobs;
     for (const auto& c : infos_) {
-      auto j = std::make_unique<Job>();
+      auto j = std::make_unique<DumpJob>();
       j->info = c;
       j->archive = d_.settings.staging_dir / (rec_.id + "-" + c.name + ".tar");
       std::error_code ec;
       fs::remove(j->archive, ec);
       archives_.push_back(j->archive);
-      jobs.push_back(std::move(j));
+      dump_jobs_.push_back(std::move(j));
     }
     auto deadline = Clock::now() + d_.settings.checkpoint_timeout;
-    std::vector<std::thread> threads;
-    for (auto& jp : jobs) {
-      Job* j = jp.get();
-      threads.emplace_back([this, j] {
+    std::vector<std::thread> streams;
+    for (auto& jp : dump_jobs_) {
+      DumpJob* j = jp.get();
+      dump_threads_.emplace_back([this, j] {
         checkpoint::CheckpointOptions o;
         o.archive = j->archive;
         o.timeout = d_.settings.checkpoint_timeout;
@@ -485,11 +488,13 @@ class Source {
         j->dumped = Clock::now();
         j->done = true;
       });
-      threads.emplace_back([this, j, deadline] {
+      streams.emplace_back([this, j, deadline] {
         ChunkTarget t{rec_.id, rec_.epoch, j->info.name, j->info.name + ".tar", wire::ChunkKind::CHECKPOINT,
                       ""};
         j->streamed = streamFile(
-            env_, j->archive, t, [j] { return j->done.load(); }, d_.settings, deadline, &sent_bytes_);
+            env_, j->archive, t, [j] { return j->done.load(); }, d_.settings, deadline, &sent_bytes_,
+            StreamEnd::kTarEnd);
+        j->streamed_at = Clock::now();
         if (!j->streamed && !j->done.load()) {
           // The stream failed first (link cut): let the dump finish, the rollback needs it settled.
           while (!j->done.load() && Clock::now() < deadline) std::this_thread::sleep_for(Millis(5));
@@ -521,38 +526,35 @@ class Source {
     } else {
       final_delta = env_.finalDelta(d_.settings.checkpoint_timeout);
     }
-    for (auto& t : threads) t.join();
+    for (auto& t : streams) t.join();
     stop_progress = true;
     ticker.join();
 
     std::string failure;
     std::uint64_t raw = 0;
     std::uint64_t wire_bytes = 0;
-    json cps = json::object();
-    Clock::time_point last_dump = t_freeze_;
-    for (auto& j : jobs) {
-      if (!j->stats) {
+    Clock::time_point last_ready = t_freeze_;
+    for (auto& j : dump_jobs_) {
+      // A stream that failed waited for its dump; a complete archive means CRIU's dump
+      // succeeded whether or not Podman has exited since; any other stream ended with it.
+      // A failed dump is the cause when its stream failed too (nothing was written).
+      if (j->done.load() && !j->stats) {
         failure += (failure.empty() ? "" : "; ") + j->stats.error().message();
         continue;
       }
-      dumped_.push_back(j->info.name);
-      last_dump = std::max(last_dump, j->dumped);
-      cps[j->info.name] = checkpoint::toJson(*j->stats);
       if (!j->streamed) {
         failure += (failure.empty() ? "" : "; ") + j->streamed.error().message();
         continue;
       }
-      cps[j->info.name]["archive_bytes"] = j->streamed->raw_bytes;
-      cps[j->info.name]["wire_bytes"] = j->streamed->wire_bytes;
+      last_ready = std::max(last_ready, j->streamed->ended_at_tar_end ? j->streamed_at : j->dumped);
       archive_bytes_[j->info.name] = j->streamed->raw_bytes;
       raw += j->streamed->raw_bytes;
       wire_bytes += j->streamed->wire_bytes;
       wire_bytes_ += j->streamed->wire_bytes;
     }
-    report_["checkpoint"] = cps;
     report_["checkpoint_bytes"] = raw;
     report_["checkpoint_wire_bytes"] = wire_bytes;
-    phases_.end("checkpoint", raw, {{"ms_after_freeze", msBetween(t_freeze_, last_dump)}});
+    phases_.end("checkpoint", raw, {{"ms_after_freeze", msBetween(t_freeze_, last_ready)}});
     if (!final_delta) {
       failure += (failure.empty() ? "" : "; ") + ("final mirroring round: " + final_delta.error().message());
     } else {
@@ -563,6 +565,37 @@ class Source {
     phases_.end("transfer", wire_bytes + final_.bytes);
     if (!failure.empty()) return makeError(failure);
     return okStatus();
+  }
+
+  // Waits for every podman checkpoint still running (its cleanup after the archive) and
+  // puts their statistics in the report. Idempotent; every path that touches the
+  // containers again, or finishes, calls it first.
+  void awaitDumps() {
+    if (dump_threads_.empty()) return;
+    for (auto& t : dump_threads_) t.join();
+    dump_threads_.clear();
+    json cps = report_.contains("checkpoint") ? report_["checkpoint"] : json::object();
+    for (auto& j : dump_jobs_) {
+      const bool complete = j->streamed && j->streamed->ended_at_tar_end;
+      if (!j->stats) {
+        if (complete) {
+          // Too late to matter for the migration (its archive was whole): say so.
+          log_->warn("migration {}: podman failed after {}'s archive was complete: {}", rec_.id, j->info.name,
+                     j->stats.error().message());
+          cps[j->info.name]["error_after_archive"] = j->stats.error().message();
+        }
+        continue;
+      }
+      json c = checkpoint::toJson(*j->stats);
+      if (j->streamed) {
+        c["archive_bytes"] = j->streamed->raw_bytes;
+        c["wire_bytes"] = j->streamed->wire_bytes;
+        c["archive_complete_before_exit"] = complete;
+        if (complete) c["exit_after_archive_ms"] = std::max(0.0, msBetween(j->streamed_at, j->dumped));
+      }
+      cps[j->info.name] = c;
+    }
+    report_["checkpoint"] = cps;
   }
 
   // After the dump: Commit, the target's answer, the switch, the decision.
@@ -789,6 +822,7 @@ class Source {
 
   json finishCommit() {
     phases_.begin("cleanup");
+    awaitDumps();
     auto role = env_.becomeStandby(rec_.epoch);
     if (!role) log_->error("migration {}: becoming the standby failed: {}", rec_.id, role.error().message());
     for (const auto& c : infos_) {
@@ -857,6 +891,7 @@ class Source {
   // The service runs nowhere else: restore what was dumped, thaw what was only frozen.
   json restoreHere(const std::string& reason) {
     phases_.begin("rollback");
+    awaitDumps();
     std::string problems;
     std::vector<std::thread> threads;
     std::mutex mu;
@@ -928,6 +963,7 @@ class Source {
   }
 
   json finish(const std::string& result, const std::string& reason) {
+    awaitDumps();
     marker_.reset();  // before anyone hears the result
     report_["result"] = result;
     if (!reason.empty()) report_["reason"] = reason;
@@ -961,7 +997,18 @@ class Source {
   std::vector<checkpoint::ContainerInfo> infos_;
   std::vector<std::string> missing_images_;
   std::vector<std::string> frozen_;
-  std::vector<std::string> dumped_;
+  // One podman checkpoint per container: its thread may outlive dumpAndStream().
+  struct DumpJob {
+    checkpoint::ContainerInfo info;
+    fs::path archive;
+    std::atomic<bool> done{false};
+    Result<checkpoint::CheckpointStats> stats = makeError("not run");
+    Result<StreamStats> streamed = makeError("not run");
+    Clock::time_point dumped;       // podman exited
+    Clock::time_point streamed_at;  // the archive was sent (and checked)
+  };
+  std::vector<std::unique_ptr<DumpJob>> dump_jobs_;
+  std::vector<std::thread> dump_threads_;
   std::vector<fs::path> archives_;
   std::map<std::string, std::uint64_t> archive_bytes_;
   std::atomic<std::uint64_t> sent_bytes_{0};  // archive bytes streamed so far (progress)

@@ -5,6 +5,7 @@
 
 #include <capnp/message.h>
 
+#include "../check/tar_builder.h"
 #include "ferry/protocol/framing.h"
 
 namespace ferry::node::testing {
@@ -86,24 +87,41 @@ Result<checkpoint::CheckpointStats> FakeRuntime::checkpoint(const std::string& n
       return makeError("checkpoint of " + name + " failed (fake)");
     if (!it->second.frozen) return makeError("fake: " + name + " was dumped without being frozen first");
   }
-  // An archive of random bytes, written in pieces like Podman's export.
+  // An archive of random bytes (or a tar holding them), written in pieces like
+  // Podman's export.
   std::mt19937_64 rng(std::hash<std::string>{}(name));
   std::ofstream out(o.archive, std::ios::binary | std::ios::trunc);
+  if (tar_archives) {
+    namespace tb = checkpoint::testing;
+    std::string header = tb::tarMember("checkpoint/pages-1.img", "", '0', tb::octal(archive_bytes, 12));
+    out.write(header.data(), static_cast<std::streamsize>(header.size()));
+  }
   std::vector<char> block(4096);
   for (std::size_t written = 0; written < archive_bytes; written += block.size()) {
     for (auto& b : block) b = static_cast<char>(rng());
     out.write(block.data(), static_cast<std::streamsize>(std::min(block.size(), archive_bytes - written)));
     out.flush();
   }
+  if (tar_archives) {
+    std::string tail((512 - archive_bytes % 512) % 512 + 1024, '\0');
+    out.write(tail.data(), static_cast<std::streamsize>(tail.size()));
+  }
   out.close();
+  if (after_archive) after_archive();
   std::lock_guard lock(mu_);
   auto& c = containers_[name];
   c.status = "exited";
   c.frozen = false;
   c.checkpoint_kept = o.keep;
+  if (failures_.count("after-archive:" + name) != 0)
+    return makeError("podman cleanup of " + name + " failed (fake)");
   checkpoint::CheckpointStats s;
   s.podman_ms = 10;
   return s;
+}
+
+std::size_t FakeRuntime::archiveFileBytes() const {
+  return tar_archives ? 512 + (archive_bytes + 511) / 512 * 512 + 1024 : archive_bytes;
 }
 
 Result<checkpoint::RestoreStats> FakeRuntime::restore(const std::string& name,
@@ -118,7 +136,8 @@ Result<checkpoint::RestoreStats> FakeRuntime::restore(const std::string& name,
     it->second.checkpoint_kept = false;
   } else {
     std::error_code ec;
-    if (fs::file_size(o.archive, ec) != archive_bytes)
+    ++imports;
+    if (fs::file_size(o.archive, ec) != archiveFileBytes())
       return makeError("fake: archive of " + name + " has the wrong size");
     if (containers_.count(name) != 0) return makeError("fake: " + name + " already exists");
     FakeContainer c;

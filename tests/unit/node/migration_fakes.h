@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -40,6 +41,13 @@ class FakeRuntime final : public checkpoint::ContainerRuntime {
   [[nodiscard]] std::map<std::string, FakeContainer> containers();
   [[nodiscard]] bool hasImage(const std::string& id);
   std::size_t archive_bytes = 200000;
+  // The archive is a tar that closes (as Podman's export is), and `after_archive` runs
+  // between its last byte and checkpoint()'s return: Podman's cleanup. A failure set
+  // with failOn("after-archive:NAME") is returned after it.
+  bool tar_archives = false;
+  std::function<void()> after_archive;
+  std::atomic<int> imports{0};  // restore() calls with an archive
+  [[nodiscard]] std::size_t archiveFileBytes() const;
 
   Result<checkpoint::ContainerInfo> inspect(const std::string& name) override;
   Result<bool> exists(const std::string& name) override;

@@ -122,6 +122,57 @@ TEST(Migration, CommitsMovesTheServiceAndSwapsRoles) {
   }
 }
 
+// Podman cleans a container up (storage, network, state) for a while after its archive
+// is complete. The archive's closing blocks end its stream: the target restores while
+// the source's podman is still cleaning up (the fake's cleanup waits until both
+// containers were imported there, or 10 s).
+TEST(Migration, TargetRestoresWhilePodmanStillCleansUpTheSource) {
+  Pair p("early");
+  p.a->runtime.tar_archives = true;
+  p.b->runtime.tar_archives = true;
+  std::atomic<int> restored_first{0};
+  p.a->runtime.after_archive = [&] {
+    auto until = std::chrono::steady_clock::now() + 10s;
+    while (p.b->runtime.imports.load() < 2 && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(5ms);
+    if (p.b->runtime.imports.load() >= 2) ++restored_first;
+  };
+  auto r = p.migrate();
+  p.settleTarget();
+  ASSERT_EQ(r.value("result", ""), "committed") << r.dump(2);
+  EXPECT_EQ(restored_first.load(), 2) << "the target restored only after the source's podman exited";
+  for (const char* name : {"web", "db"}) {
+    const auto& c = r["checkpoint"][name];
+    EXPECT_TRUE(c.value("archive_complete_before_exit", false)) << name << ": " << c.dump();
+    EXPECT_TRUE(c.contains("exit_after_archive_ms")) << name << ": " << c.dump();
+    EXPECT_EQ(c.value("podman_ms", 0.0), 10.0) << name << ": the statistics arrive once podman exits";
+    EXPECT_EQ(Pair::state(*p.a, name), "absent");
+    EXPECT_EQ(Pair::state(*p.b, name), "running");
+  }
+}
+
+// A podman that fails after writing a complete archive (its cleanup) has already dumped
+// the container: the migration goes on, and the report says what failed.
+TEST(Migration, APodmanFailureAfterACompleteArchiveIsReported) {
+  Pair p("late-failure");
+  p.a->runtime.tar_archives = true;
+  p.b->runtime.tar_archives = true;
+  p.a->runtime.failOn("after-archive:db");
+  p.a->runtime.after_archive = [&] {
+    auto until = std::chrono::steady_clock::now() + 10s;
+    while (p.b->runtime.imports.load() < 2 && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(5ms);
+  };
+  auto r = p.migrate();
+  p.settleTarget();
+  ASSERT_EQ(r.value("result", ""), "committed") << r.dump(2);
+  EXPECT_NE(r["checkpoint"]["db"].value("error_after_archive", "").find("cleanup of db failed"),
+            std::string::npos)
+      << r["checkpoint"].dump();
+  EXPECT_TRUE(r["checkpoint"]["web"].value("archive_complete_before_exit", false));
+  EXPECT_EQ(Pair::state(*p.b, "db"), "running");
+}
+
 // Shared storage: both hosts mount the data directory; nothing is mirrored, the final
 // round is a syncfs, and the target agrees only if it sees the source's marker there.
 struct SharedCase {

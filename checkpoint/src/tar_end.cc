@@ -1,0 +1,192 @@
+#include "ferry/checkpoint/tar_end.h"
+
+#include <algorithm>
+#include <charconv>
+
+namespace ferry::checkpoint {
+namespace {
+
+constexpr std::size_t kBlock = 512;
+constexpr std::uint64_t kMaxPaxRecord = std::uint64_t{1} << 20;
+
+std::uint64_t roundUp(std::uint64_t n) {
+  return (n + kBlock - 1) / kBlock * kBlock;
+}
+
+bool allZero(const std::string& block) {
+  return block.find_first_not_of('\0') == std::string::npos;
+}
+
+// A header's numeric field: octal digits (leading spaces, ended by a space or NUL) or
+// GNU base-256 (high bit of the first byte set).
+std::optional<std::uint64_t> numericField(const std::string& block, std::size_t at, std::size_t len) {
+  const auto first = static_cast<unsigned char>(block[at]);
+  if ((first & 0x80U) != 0) {
+    if ((first & 0x40U) != 0) return std::nullopt;  // negative
+    std::uint64_t v = first & 0x3fU;
+    for (std::size_t i = 1; i < len; ++i) {
+      if (v > (UINT64_MAX >> 8U)) return std::nullopt;
+      v = (v << 8U) | static_cast<unsigned char>(block[at + i]);
+    }
+    return v;
+  }
+  std::string_view f(block.data() + at, len);
+  auto start = f.find_first_not_of(' ');
+  if (start == std::string_view::npos) return 0;
+  f.remove_prefix(start);
+  f = f.substr(0, f.find_first_of(std::string_view(" \0", 2)));
+  if (f.empty()) return 0;
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(f.data(), f.data() + f.size(), v, 8);
+  if (ec != std::errc() || p != f.data() + f.size()) return std::nullopt;
+  return v;
+}
+
+// Members whose size field does not announce data (Go's archive/tar: isHeaderOnlyType).
+bool headerOnly(char type) {
+  return type >= '1' && type <= '6';
+}
+
+}  // namespace
+
+std::optional<std::uint64_t> TarEndTracker::end() const {
+  if (state_ != State::kEnded) return std::nullopt;
+  return end_;
+}
+
+void TarEndTracker::fail(std::string why) {
+  state_ = State::kFailed;
+  failure_ = std::move(why);
+}
+
+void TarEndTracker::feed(std::string_view data) {
+  fed_ += data.size();
+  while (!data.empty()) {
+    switch (state_) {
+      case State::kEnded:
+      case State::kFailed:
+        return;
+      case State::kHeader:
+      case State::kSecondZero: {
+        const std::size_t take = std::min(kBlock - block_.size(), data.size());
+        block_.append(data.substr(0, take));
+        data.remove_prefix(take);
+        end_ += take;
+        if (block_.size() < kBlock) break;
+        if (state_ == State::kSecondZero) {
+          if (!allZero(block_)) {
+            fail("a zero block at offset " + std::to_string(end_ - 2 * kBlock) + " is followed by a header");
+            return;
+          }
+          state_ = State::kEnded;
+          return;
+        }
+        onHeader();
+        block_.clear();
+        break;
+      }
+      case State::kData: {
+        const auto take = static_cast<std::size_t>(std::min<std::uint64_t>(left_, data.size()));
+        if (record_left_ > 0) {
+          const auto keep = static_cast<std::size_t>(std::min<std::uint64_t>(record_left_, take));
+          record_.append(data.substr(0, keep));
+          record_left_ -= keep;
+        }
+        data.remove_prefix(take);
+        left_ -= take;
+        end_ += take;
+        if (left_ == 0) {
+          if (type_ == 'x') onRecordDone();
+          if (state_ == State::kData) state_ = State::kHeader;
+        }
+        break;
+      }
+    }
+  }
+}
+
+void TarEndTracker::onHeader() {
+  if (allZero(block_)) {
+    state_ = State::kSecondZero;
+    return;
+  }
+  // The checksum: the header's bytes with the checksum field read as spaces (some old
+  // writers summed signed chars; both are accepted).
+  unsigned sum = 0;
+  int signed_sum = 0;
+  for (std::size_t i = 0; i < kBlock; ++i) {
+    const bool in_field = i >= 148 && i < 156;
+    sum += in_field ? unsigned{' '} : static_cast<unsigned char>(block_[i]);
+    signed_sum += in_field ? int{' '} : static_cast<signed char>(block_[i]);
+  }
+  const std::uint64_t offset = end_ - kBlock;
+  auto stored = numericField(block_, 148, 8);
+  if (!stored || (*stored != sum && static_cast<std::int64_t>(*stored) != signed_sum)) {
+    fail("the block at offset " + std::to_string(offset) + " is not a tar header (checksum)");
+    return;
+  }
+  auto size = numericField(block_, 124, 12);
+  if (!size) {
+    fail("the header at offset " + std::to_string(offset) + " has an unreadable size");
+    return;
+  }
+  type_ = block_[156] == '\0' ? '0' : block_[156];
+  std::uint64_t length = *size;
+  record_.clear();
+  record_left_ = 0;
+  if (type_ == 'x') {
+    if (length > kMaxPaxRecord) {
+      fail("the PAX header at offset " + std::to_string(offset) + " is " + std::to_string(length) +
+           " bytes long");
+      return;
+    }
+    record_left_ = length;
+  } else if (type_ != 'g' && type_ != 'L' && type_ != 'K') {
+    if (next_size_) length = *next_size_;
+    next_size_.reset();
+    if (headerOnly(type_)) length = 0;
+    ++members_;
+  }
+  if (length > UINT64_MAX - kBlock) {
+    fail("the header at offset " + std::to_string(offset) + " announces an impossible size");
+    return;
+  }
+  left_ = roundUp(length);
+  state_ = left_ > 0 ? State::kData : State::kHeader;
+  if (left_ == 0 && type_ == 'x') onRecordDone();
+}
+
+// A PAX extended header: "LEN key=value\n" records; "size" applies to the next member.
+void TarEndTracker::onRecordDone() {
+  std::string_view data = record_;
+  std::size_t pos = 0;
+  while (pos < data.size()) {
+    auto space = data.find(' ', pos);
+    std::size_t len = 0;
+    if (space != std::string_view::npos) {
+      auto [p, ec] = std::from_chars(data.data() + pos, data.data() + space, len);
+      if (ec != std::errc() || p != data.data() + space) space = std::string_view::npos;
+    }
+    if (space == std::string_view::npos || len <= space - pos + 1 || len > data.size() - pos ||
+        data[pos + len - 1] != '\n') {
+      fail("a PAX record at byte " + std::to_string(pos) + " of its header is malformed");
+      return;
+    }
+    std::string_view rec = data.substr(space + 1, pos + len - space - 2);
+    auto eq = rec.find('=');
+    if (eq != std::string_view::npos && rec.substr(0, eq) == "size") {
+      auto value = rec.substr(eq + 1);
+      std::uint64_t v = 0;
+      auto [q, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+      if (ec != std::errc() || q != value.data() + value.size()) {
+        fail("a PAX size record is not a number");
+        return;
+      }
+      next_size_ = v;
+    }
+    pos += len;
+  }
+  record_.clear();
+}
+
+}  // namespace ferry::checkpoint
