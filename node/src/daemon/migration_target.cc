@@ -1,6 +1,7 @@
 // The target side of `ferry migrate`: preflight answer, staging, restore, health, and
 // waiting for the source's decision (see migration.h for the rules).
 #include <algorithm>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -143,8 +144,11 @@ class Target {
     for (const auto& r : refs_)
       if (!r.image_id.empty() && std::find(images.begin(), images.end(), r.image_id) == images.end())
         images.push_back(r.image_id);
+    auto images_here = std::async(std::launch::async, [&] {
+      return forEachConcurrently(images, [&](const std::string& id) { return rt_.imageId(id); });
+    });
     auto exists = forEachConcurrently(refs_, [&](const Ref& r) { return rt_.exists(r.name); });
-    auto present = forEachConcurrently(images, [&](const std::string& id) { return rt_.imageId(id); });
+    auto present = images_here.get();
     for (std::size_t i = 0; i < refs_.size(); ++i) {
       const auto& r = refs_[i];
       if (!exists[i]) {
