@@ -72,13 +72,20 @@ print("{\"min\":%.1f,\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f,\"n\":%d}"%(v[0],s.m
 
 DATA=/srv/ferry-mbench
 rsync_daemon() {  # rsync_daemon PATH: (re)start an rsync daemon on b serving PATH as module m
-  H b sh -c "mkdir -p /run/mbench $1; test -s /run/mbench/rsyncd.pid && kill \$(cat /run/mbench/rsyncd.pid) 2>/dev/null; sleep 0.2
+  rsync_stop
+  H b sh -c "mkdir -p /run/mbench $1
     printf '%s\n' 'pid file = /run/mbench/rsyncd.pid' 'port = 8873' 'use chroot = no' 'uid = root' 'gid = root' \
       '[m]' '  path = $1' '  read only = false' >/run/mbench/rsyncd.conf && rsync --daemon --config=/run/mbench/rsyncd.conf"
   for _ in $(seq 50); do H a rsync rsync://b:8873/ >/dev/null 2>&1 && return 0; sleep 0.1; done
   echo "mirror_bench: rsync daemon on b did not start" >&2; exit 1
 }
-rsync_stop() { H b sh -c 'test -s /run/mbench/rsyncd.pid && kill $(cat /run/mbench/rsyncd.pid); rm -f /run/mbench/rsyncd.pid; true'; }
+# The daemon and every child it forked (a transfer still running on a slow link keeps
+# the listening socket open, and the next daemon could not bind): gone before it returns.
+rsync_stop() {
+  H b sh -c 'pkill -f "[r]sync --daemon --config=/run/mbench/rsyncd.conf"
+    for _ in $(seq 100); do pgrep -f "[r]sync --daemon --config=/run/mbench/rsyncd.conf" >/dev/null || break; sleep 0.1; done
+    rm -f /run/mbench/rsyncd.pid; true'
+}
 RSYNC=(rsync -a --inplace --no-whole-file --cc=xxh128 --fsync --modify-window=-1)
 nodes_on() {  # nodes_on DIR: the node daemons mirroring DIR, from scratch
   deploy/lab/nodes.sh reset >/dev/null
@@ -175,8 +182,13 @@ if [[ $only == *lag* ]]; then
   REF=/srv/ferry/ref
   H a podman container exists web || { echo "mirror_bench: deploy the service on a first (ferry lab deploy --on a)" >&2; exit 2; }
   lag_run() {  # lag_run TOOL SECONDS: marker every 100 ms on a, arrivals noted on b
+    # Start from a standby that holds the current marker (a stale one from an earlier
+    # run would count as minutes of lag; none at all as no samples).
+    local first; first=$(now_ms)
+    H a sh -c "echo $first >$REF/.ferry-marker.tmp && mv $REF/.ferry-marker.tmp $REF/.ferry-marker"
+    for _ in $(seq 600); do [[ $(H b cat "$REF/.ferry-marker" 2>/dev/null) == "$first" ]] && break; sleep 0.1; done
+    [[ $(H b cat "$REF/.ferry-marker" 2>/dev/null) == "$first" ]] || echo "mirror_bench: lag $1: the standby did not get the first marker within 60 s" >&2
     local start; start=$(now_ms)
-    H a sh -c "rm -f $REF/.ferry-marker"
     H b sh -c "rm -f /tmp/mbench-arrivals; (last=''; end=\$((\$(date +%s) + $2 + 30)); while [ \$(date +%s) -lt \$end ]; do
         v=\$(cat $REF/.ferry-marker 2>/dev/null); [ -n \"\$v\" ] && echo \"\$v \$(date +%s%3N)\" >>/tmp/mbench-arrivals
         sleep 0.05; done) >/dev/null 2>&1 </dev/null & echo \$! >/tmp/mbench-poller.pid"
@@ -187,7 +199,13 @@ if [[ $only == *lag* ]]; then
     H b sh -c 'kill $(cat /tmp/mbench-poller.pid) 2>/dev/null; true'
     # Samples from the first 5 s are left out (lsyncd's start-up copy runs then), and
     # those after the last marker was written.
-    H b cat /tmp/mbench-arrivals | awk -v from=$((start + 5000)) -v to="$stop" '$2 >= from && $2 <= to {print $2 - $1}' >"$out/lag-$profile-$1.txt"
+    { H b cat /tmp/mbench-arrivals 2>/dev/null || true; } |
+      awk -v from=$((start + 5000)) -v to="$stop" '$2 >= from && $2 <= to {print $2 - $1}' >"$out/lag-$profile-$1.txt"
+    if [[ ! -s $out/lag-$profile-$1.txt ]]; then
+      echo "mirror_bench: lag $1: no marker reached b during the run (still copying the data directory?)" >&2
+      record "lag_$1" '{"n":0}'
+      return 0
+    fi
     local s; s=$(stats <"$out/lag-$profile-$1.txt")
     record "lag_$1" "$s"
     echo "lag     $1: $s (ms the standby is behind: now - the write time of the marker it holds)"
@@ -197,6 +215,9 @@ if [[ $only == *lag* ]]; then
   delays=(); wanted lsyncd && delays=(15 1)
   for delay in "${delays[@]}"; do
     rsync_daemon "$REF"
+    # The standby's copy first, outside the measurement (ferry's nodes start from an
+    # in-sync replica too): lsyncd's start-up copy then only has the differences to send.
+    H a "${RSYNC[@]}" "$REF/" rsync://b:8873/m/ >/dev/null
     H a sh -c "mkdir -p /run/mbench && cat >/run/mbench/lsyncd.lua <<EOF
 settings { logfile = '/run/mbench/lsyncd.log', statusFile = '/run/mbench/lsyncd.status', nodaemon = false, insist = true }
 sync { default.rsync, source = '$REF/', target = 'rsync://b:8873/m/', delay = $delay,
@@ -205,7 +226,7 @@ EOF
       lsyncd /run/mbench/lsyncd.lua"
     sleep 5
     lag_run "lsyncd-${delay}s" "$seconds"
-    H a sh -c 'pkill -x lsyncd; true'
+    H a sh -c 'pkill -x lsyncd; pkill -f "[r]sync://b:8873/m/"; true'
     rsync_stop
   done
 fi
