@@ -83,7 +83,7 @@ class LiveView {
                 << msText(e.value("ms", 0.0));
       if (bytes > 0) std::cout << "  " << bytesText(bytes);
       if (e.contains("ms_after_freeze"))
-        std::cout << "  (dumps done " << msText(e["ms_after_freeze"]) << " after the freeze)";
+        std::cout << "  (archives complete " << msText(e["ms_after_freeze"]) << " after the freeze)";
       if (e.contains("target_restore_ms"))
         std::cout << "  (target: restore " << msText(e["target_restore_ms"]) << ", health "
                   << msText(e["target_health_ms"]) << ")";
