@@ -3,9 +3,9 @@
 // Source: streamFile() sends a file while Podman is still writing it (reads what is
 // there, waits for more until the writer has exited, or for a tar archive until its
 // closing blocks are written: Podman cleans up for a while after that), LZ4 per chunk
-// when that helps,
-// an XXH3 of every chunk's bytes and of the whole file; afterwards it re-reads the file
-// and refuses if it changed behind the reader (a writer that rewrote earlier bytes).
+// when that helps, an XXH3 of every chunk's bytes and of the whole file; afterwards it
+// re-reads the file and refuses if it changed behind the reader (a writer that rewrote
+// earlier bytes).
 // Target: StagingFile appends received chunks in order to a 0600 file, checks each
 // chunk's hash before writing and the whole file's at the end.
 #pragma once

@@ -574,7 +574,7 @@ class Source {
     if (dump_threads_.empty()) return;
     for (auto& t : dump_threads_) t.join();
     dump_threads_.clear();
-    json cps = report_.contains("checkpoint") ? report_["checkpoint"] : json::object();
+    json cps = json::object();  // written here only: dumpAndStream() leaves it to this
     for (auto& j : dump_jobs_) {
       const bool complete = j->streamed && j->streamed->ended_at_tar_end;
       if (!j->stats) {
