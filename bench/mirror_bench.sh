@@ -12,6 +12,9 @@
 #             plus a marker file rewritten every 100 ms with its write time; every 50 ms a
 #             poller on b reads it: lag = now - the write time it finds (how stale the
 #             standby is), p50/p99 over the run
+# Times are taken inside the host that runs the command: the lab's exec (nsenter and the
+# ferry binary's start, about 120 ms a call) is how this script reaches a host, not part of
+# what any tool costs, and counting it once added that much to every freeze figure.
 # Usage: bench/mirror_bench.sh --out DIR [--profile cloud] [--runs 3] [--only initial,freeze,lag]
 #        [--tools ferry,rsync,lsyncd]   (default all three; e.g. --tools ferry after a change to ferry)
 # The lab must be up (ferry lab up --profile P); the reference service deployed for `lag`.
@@ -91,12 +94,26 @@ nodes_on() {  # nodes_on DIR: the node daemons mirroring DIR, from scratch
   deploy/lab/nodes.sh reset >/dev/null
   FERRY_SERVICE_DATA=$1 deploy/lab/nodes.sh start >/dev/null
 }
+# Prints the time (ms since the epoch, read inside a: the hosts share the machine's clock)
+# at which a's node said in-sync (`ferry status --wait` asks every 20 ms from one process;
+# timing from out here would add the lab's exec, about 120 ms a call).
 wait_in_sync() {
-  for _ in $(seq 6000); do
-    H a ferry status --output json 2>/dev/null | grep -q '"state": "in-sync"' && return 0
-    sleep 0.1
-  done
-  echo "mirror_bench: the standby never reached in-sync" >&2; return 1
+  H a sh -c 'ferry status --wait in-sync --timeout 600 >/dev/null && date +%s%3N' ||
+    { echo "mirror_bench: the standby never reached in-sync" >&2; return 1; }
+}
+# When HOST's node daemon started, in ms since the epoch (its start time in jiffies since
+# boot, against /proc/uptime read at the same moment). The initial copy is timed from the
+# later of the two starts: the script's own steps before (keys, pairing, configuration,
+# about 2 s of lab execs) are not the copy.
+node_started_ms() {
+  H "$1" sh -c 'p=$(cat /run/ferry/node.pid); echo $(cut -d" " -f22 /proc/$p/stat) $(cut -d" " -f1 /proc/uptime) $(date +%s%3N) $(getconf CLK_TCK)' |
+    awk '{printf "%.0f\n", $3 - ($2 * 1000 - $1 * 1000 / $4)}'
+}
+# timed HOST CMD...: runs CMD in HOST and prints the ms it took, measured there (the lab's
+# exec, about 120 ms, is not the command's time).
+timed() {
+  local h=$1; shift
+  H "$h" sh -c 't0=$(date +%s%N); "$@" >/dev/null || exit $?; t1=$(date +%s%N); echo $(((t1 - t0) / 1000000))' timed "$@"
 }
 
 # ---- initial copy ---------------------------------------------------------------------
@@ -113,14 +130,15 @@ if [[ $only == *initial* ]]; then
       rm -rf "$(root b)$DATA"; mkdir -p "$(root b)$DATA"; sync
       tx0=$(tx_bytes)
       if [[ $tool == ferry ]]; then
-        t0=$(now_ms); nodes_on "$DATA"; wait_in_sync; t1=$(now_ms)
+        nodes_on "$DATA"; t1=$(wait_in_sync)
+        t0=$(node_started_ms a); sb=$(node_started_ms b); ((sb > t0)) && t0=$sb
         cpu=$(awk -v a="$(cpu_of a /run/ferry/node.pid)" -v b="$(cpu_of b /run/ferry/node.pid)" 'BEGIN{printf "%.2f", a+b}')
         deploy/lab/nodes.sh stop >/dev/null
       else
         rsync_daemon "$DATA"
-        t0=$(now_ms)
-        cpu_a=$(H a bash -c "TIMEFORMAT='%U %S'; { time ${RSYNC[*]} $DATA/ rsync://b:8873/m/ >/dev/null; } 2>&1 | awk '{print \$1+\$2}'")
-        t1=$(now_ms)
+        # real, user, sys of the rsync client, measured inside a
+        read -r real cpu_a < <(H a bash -c "TIMEFORMAT='%R %U %S'; { time ${RSYNC[*]} $DATA/ rsync://b:8873/m/ >/dev/null; } 2>&1 | awk '{printf \"%d %.2f\\n\", \$1*1000, \$2+\$3}'")
+        t0=0 t1=$real
         cpu=$(awk -v a="$cpu_a" -v b="$(cpu_of b /run/mbench/rsyncd.pid)" 'BEGIN{printf "%.2f", a+b}')
         rsync_stop
       fi
@@ -155,7 +173,7 @@ PY
     wanted "$tool" || continue
     if [[ $tool == ferry ]]; then
       # Rounds paused: the rewrite is shipped by the measured flush only (as after a freeze).
-      nodes_on "$FZ"; wait_in_sync; H a ferry sync --pause >/dev/null
+      nodes_on "$FZ"; wait_in_sync >/dev/null; H a ferry sync --pause >/dev/null
     else
       rsync_daemon "$FZ"; H a "${RSYNC[@]}" "$FZ/" rsync://b:8873/m/ >/dev/null
     fi
@@ -163,9 +181,9 @@ PY
       lines=""
       for r in $(seq "$runs"); do
         rewrite "$mib"
-        tx0=$(tx_bytes); t0=$(now_ms)
-        if [[ $tool == ferry ]]; then H a ferry sync --flush --timeout 300 >/dev/null; else H a "${RSYNC[@]}" "$FZ/" rsync://b:8873/m/ >/dev/null; fi
-        t1=$(now_ms); tx1=$(tx_bytes)
+        tx0=$(tx_bytes); t0=0
+        if [[ $tool == ferry ]]; then t1=$(timed a ferry sync --flush --timeout 300); else t1=$(timed a "${RSYNC[@]}" "$FZ/" rsync://b:8873/m/); fi
+        tx1=$(tx_bytes)
         lines+="$((t1 - t0)) $((tx1 - tx0))"$'\n'
         printf 'freeze  %-6s %3d MiB run %d: %6d ms  %6.1f MB on the wire\n' "$tool" "$mib" "$r" $((t1 - t0)) "$(awk -v b=$((tx1 - tx0)) 'BEGIN{print b/1e6}')"
       done
@@ -211,7 +229,7 @@ if [[ $only == *lag* ]]; then
     echo "lag     $1: $s (ms the standby is behind: now - the write time of the marker it holds)"
   }
   seconds=60
-  if wanted ferry; then nodes_on "$REF"; wait_in_sync; lag_run ferry "$seconds"; deploy/lab/nodes.sh stop >/dev/null; fi
+  if wanted ferry; then nodes_on "$REF"; wait_in_sync >/dev/null; lag_run ferry "$seconds"; deploy/lab/nodes.sh stop >/dev/null; fi
   delays=(); wanted lsyncd && delays=(15 1)
   for delay in "${delays[@]}"; do
     rsync_daemon "$REF"

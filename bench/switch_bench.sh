@@ -55,13 +55,8 @@ active() {
 }
 
 wait_in_sync() {
-  local h=$1 deadline=$((SECONDS + 900)) s
-  while ((SECONDS < deadline)); do
-    s=$(on "$h" ferry status --output json 2>/dev/null || true)
-    [[ $(jq -r '.replica.state // empty' <<<"$s") == in-sync && $(jq -r '.peer.state // empty' <<<"$s") == connected ]] && return 0
-    sleep 1
-  done
-  die "the standby of $h did not reach in-sync within 900 s: $s"
+  local h=$1 err
+  err=$(on "$h" ferry status --wait in-sync --timeout 900 2>&1 >/dev/null) || die "the standby of $h: $err"
 }
 
 front() {  # DRIVER HOST

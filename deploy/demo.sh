@@ -46,12 +46,7 @@ in_host b rm -rf /srv/ferry/ref
 
 step "node daemons on a (active) and b (standby): CurveZMQ link, continuous block-delta mirroring"
 deploy/lab/nodes.sh start
-for _ in $(seq 1 600); do
-  state=$(in_host a ferry status --output json 2>/dev/null | sed -n 's/.*"state": *"\(in-sync\|initial-sync\|mirroring\)".*/\1/p' | head -1)
-  [[ $state == in-sync ]] && break
-  sleep 0.5
-done
-in_host a ferry status
+in_host a ferry status --wait in-sync --timeout 300
 
 browser_state=$work/browser.json
 if [[ $BROWSER == 1 ]]; then

@@ -109,16 +109,16 @@ inline std::string activeHost() {
   return "a";
 }
 
+// `ferry status --wait in-sync` on the active host: the CLI's own wait (it also needs the
+// peer connected), so the tests exercise what scripts use.
 inline bool waitInSync(const std::string& active, std::chrono::seconds timeout = 240s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  nlohmann::json s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    s = status(active);
-    if (s["replica"].value("state", std::string()) == "in-sync" &&
-        s["peer"].value("state", std::string()) == "connected")
-      return true;
-    std::this_thread::sleep_for(500ms);
-  }
+  auto s = ferryJson(active, {"status", "--wait", "in-sync", "--timeout", std::to_string(timeout.count())},
+                     timeout + 30s);
+  auto part = [&](const char* key) {
+    return s.value(key, nlohmann::json::object()).value("state", std::string());
+  };
+  if (s.value("exit_code", -1) == 0 && part("replica") == "in-sync" && part("peer") == "connected")
+    return true;
   ADD_FAILURE() << "the standby of " << active << " did not reach in-sync: " << s.dump();
   return false;
 }

@@ -1,6 +1,8 @@
 // ferry node run | status | sync --flush | verify
+#include <chrono>
 #include <csignal>
 #include <iostream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -24,6 +26,7 @@ struct NodeFlags {
   bool resume = false;
   int timeout_s = 60;
   int passes = 3;
+  std::string wait;  // status --wait: a replica state to wait for
 };
 
 std::filesystem::path controlSocket(const NodeFlags& f) {
@@ -60,8 +63,47 @@ int runNode(const NodeFlags& f) {
   return kExitOk;
 }
 
+// The replica's state as this node sees it, with the link's: "in-sync" only counts while
+// the peer is connected (the view of a standby that went away is stale). Shared storage
+// has no replica to wait for: it is always in sync.
+bool replicaIs(const nlohmann::json& s, const std::string& state) {
+  const auto peer = s.value("peer", nlohmann::json::object()).value("state", std::string());
+  const auto replica = s.value("replica", nlohmann::json::object()).value("state", std::string());
+  if (state == "in-sync" && replica == "shared") return true;
+  return replica == state && (state != "in-sync" || peer == "connected");
+}
+
+// status --wait: asks every 20 ms from this one process (a script that starts `ferry
+// status` in a loop pays a process start per question and sees the change late).
+Result<nlohmann::json> waitForState(const NodeFlags& f) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::seconds(f.timeout_s);
+  const auto socket = controlSocket(f);
+  std::string last = "no answer yet";
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    auto per_ask = std::clamp(left, std::chrono::milliseconds(100), std::chrono::milliseconds(5000));
+    auto s = node::controlRequest(socket, {{"cmd", "status"}, {"timeout_ms", per_ask.count()}}, per_ask);
+    if (!s) {
+      last = s.error().message();
+    } else if (!s->value("ok", false)) {
+      last = "the node says: " + s->value("error", std::string("(no reason)"));
+    } else {
+      if (replicaIs(*s, f.wait)) return s;
+      last = "replica " + s->value("replica", nlohmann::json::object()).value("state", std::string("?")) +
+             ", peer " + s->value("peer", nlohmann::json::object()).value("state", std::string("?"));
+    }
+    if (Clock::now() >= deadline)
+      return makeError(
+          "the replica did not become " + f.wait + " within " + std::to_string(f.timeout_s) +
+              " s (last: " + last + ")",
+          "see 'ferry status' on both nodes and their logs; a larger --timeout for a big first copy");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
 int printStatus(const NodeFlags& f) {
-  auto s = ask(f, {{"cmd", "status"}});
+  auto s = f.wait.empty() ? ask(f, {{"cmd", "status"}}) : waitForState(f);
   if (!s) return fail(s.error().message());
   if (f.output == "json") {
     std::cout << s->dump(2) << "\n";
@@ -146,6 +188,12 @@ void addNodeCommands(CLI::App& app, Cli& cli) {
   auto* status = app.add_subcommand("status", "role, peer link and replica state of this node");
   add_common(status);
   status->add_option("--output", flags->output, "text or json")->check(CLI::IsMember({"text", "json"}));
+  status
+      ->add_option("--wait", flags->wait,
+                   "wait until the replica is in this state (in-sync also needs the peer connected), then "
+                   "print the status; exit 1 after --timeout")
+      ->check(CLI::IsMember({"initial-sync", "mirroring", "in-sync"}));
+  status->add_option("--timeout", flags->timeout_s, "seconds --wait waits")->capture_default_str();
   status->callback([&cli, flags] { cli.action = [flags] { return printStatus(*flags); }; });
 
   auto* sync_cmd = app.add_subcommand("sync", "control mirroring");
