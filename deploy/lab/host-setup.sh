@@ -39,6 +39,12 @@ PROF
 grep -q PODMAN_IGNORE_CGROUPSV1_WARNING /etc/environment 2>/dev/null ||
   echo PODMAN_IGNORE_CGROUPSV1_WARNING=1 >>/etc/environment
 
+# Node hosts get the sysctl a deployment installs (deploy/node/90-ferry.conf); each lab host
+# is a network namespace, and this setting is per namespace.
+if [[ $host == a || $host == b ]]; then
+  sysctl -q -p /opt/ferry/src/deploy/node/90-ferry.conf
+fi
+
 # `ferry` on PATH: the machine's freshly built binary with its own Debian 12 libraries.
 cat >/usr/local/bin/ferry <<'WRAP'
 #!/bin/sh

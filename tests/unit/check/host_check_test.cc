@@ -38,6 +38,8 @@ struct Host {
     files.files["/proc/self/mounts"] = kMountsHybrid;
     files.files["/proc/cpuinfo"] = kCpuinfo;
     files.files["/proc/self/status"] = kStatusNoSysResource;
+    files.files["/proc/sys/net/ipv4/tcp_slow_start_after_idle"] =
+        "0\n";  // as deploy/node/90-ferry.conf sets it
     files.files["/usr/local/sbin/criu"] =
         "#!/bin/sh\nLD_PRELOAD=/usr/local/lib/ferry-lab-prlimit-shim.so exec /usr/sbin/criu.real \"$@\"\n";
   }
@@ -174,6 +176,12 @@ INSTANTIATE_TEST_SUITE_P(
                    h.runner = std::move(r);
                  },
                  false, false, false, "podman", "podman not found"},
+        HostCase{"slow_start_after_idle_on",
+                 [](Host& h) { h.files.files["/proc/sys/net/ipv4/tcp_slow_start_after_idle"] = "1\n"; }, true,
+                 false, true, "net.slow_start_after_idle", "net.ipv4.tcp_slow_start_after_idle = 0"},
+        HostCase{"slow_start_after_idle_unreadable",
+                 [](Host& h) { h.files.files.erase("/proc/sys/net/ipv4/tcp_slow_start_after_idle"); }, true,
+                 false, true, "", ""},
         HostCase{"proc_unreadable", [](Host& h) { h.files.files.erase("/proc/self/status"); }, true, false,
                  true, "problem", "/proc/self/status"}),
     [](const ::testing::TestParamInfo<HostCase>& i) { return i.param.name; });
@@ -195,6 +203,7 @@ TEST(HostCheck, ReportFacts) {
   EXPECT_FALSE(r.cap_sys_resource);
   EXPECT_TRUE(r.prlimit_shim);
   EXPECT_TRUE(r.iptables_restore);
+  EXPECT_EQ(r.tcp_slow_start_after_idle, 0);
   ASSERT_NE(r.feature("uffd"), nullptr);
   EXPECT_TRUE(r.feature("uffd")->supported);
   EXPECT_FALSE(r.feature("mem_dirty_track")->supported);
@@ -220,6 +229,7 @@ TEST(HostCheck, JsonIsStable) {
   EXPECT_EQ(j["modes"]["postcopy"], true);
   EXPECT_EQ(j["host"]["cgroup_mode"], "hybrid");
   EXPECT_EQ(j["host"]["cap_eff"], "000001fffeffffff");
+  EXPECT_EQ(j["host"]["tcp_slow_start_after_idle"], 0);
 }
 
 TEST(HostCheck, RejectsForeignJson) {

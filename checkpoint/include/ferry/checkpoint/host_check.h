@@ -80,6 +80,9 @@ struct HostReport {
   CriuCheck criu_check;
   std::vector<FeatureProbe> features;  // mem_dirty_track, uffd, uffd-noncoop, network_lock_nftables
   bool iptables_restore = false;       // CRIU's iptables network lock runs iptables-restore
+  // net.ipv4.tcp_slow_start_after_idle (0 or 1; empty when unreadable). On (1), the peer
+  // link's window restarts small after every pause: the freeze-time delta pays for it.
+  std::optional<int> tcp_slow_start_after_idle;
   CgroupMode cgroup_mode = CgroupMode::kUnknown;
   CpuInfo cpu;
   std::optional<std::uint64_t> cap_eff;  // from /proc/self/status
