@@ -228,17 +228,16 @@ Status StagingFile::append(wire::CheckpointChunk::Reader chunk) {
                      ", expected " + std::to_string(bytes_));
   }
   auto data = chunk.getData();
-  std::vector<char> unpacked;
   const char* bytes = reinterpret_cast<const char*>(data.begin());
   std::size_t len = data.size();
   if (chunk.getCompression() == wire::Compression::LZ4) {
     // A chunk is at most the sender's chunk size (1 MiB default); 16 MiB is a hard cap.
     constexpr int kMaxChunk = 16 << 20;
-    unpacked.resize(kMaxChunk);
-    int n = LZ4_decompress_safe(bytes, unpacked.data(), static_cast<int>(len), kMaxChunk);
+    if (!unpacked_) unpacked_ = std::make_unique_for_overwrite<char[]>(kMaxChunk);
+    int n = LZ4_decompress_safe(bytes, unpacked_.get(), static_cast<int>(len), kMaxChunk);
     if (n < 0)
       return makeError(path_.string() + ": LZ4 data at offset " + std::to_string(bytes_) + " is corrupt");
-    bytes = unpacked.data();
+    bytes = unpacked_.get();
     len = static_cast<std::size_t>(n);
   } else if (chunk.getCompression() != wire::Compression::NONE) {
     return makeError(path_.string() + ": unknown chunk compression");

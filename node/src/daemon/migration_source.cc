@@ -297,7 +297,11 @@ class Source {
     if (switch_) report_["switch"]["state"] = switch_state_;
     report_["phases"] = phases_.list();
     rec_.report = report_;
-    return d_.journal->put(rec_);
+    auto started = Clock::now();
+    auto s = d_.journal->put(rec_);
+    // How long each durable write took (an fsync behind a busy disk shows here).
+    report_["journal_ms"][phaseName(phase)] = msBetween(started, Clock::now());
+    return s;
   }
 
   bool fail(const std::string& point) { return d_.failpoints != nullptr && d_.failpoints->hit(point); }
@@ -495,6 +499,13 @@ class Source {
             env_, j->archive, t, [j] { return j->done.load(); }, d_.settings, deadline, &sent_bytes_,
             StreamEnd::kTarEnd);
         j->streamed_at = Clock::now();
+        if (j->streamed) {
+          log_->info(
+              "migration {}: {}'s archive sent ({} bytes, {} on the wire) {:.0f} ms after the freeze{}",
+              rec_.id, j->info.name, j->streamed->raw_bytes, j->streamed->wire_bytes,
+              msBetween(t_freeze_, j->streamed_at),
+              j->streamed->ended_at_tar_end ? ", at its tar's end" : ", at podman's exit");
+        }
         if (!j->streamed && !j->done.load()) {
           // The stream failed first (link cut): let the dump finish, the rollback needs it settled.
           while (!j->done.load() && Clock::now() < deadline) std::this_thread::sleep_for(Millis(5));
@@ -621,6 +632,7 @@ class Source {
       log_->warn("migration {}: sending Commit failed: {}", rec_.id, sent.error().message());
     }
     t_commit_sent_ = Clock::now();
+    if (sent) log_->info("migration {}: Commit sent (last delta batch {})", rec_.id, final_.seq);
     return awaitTarget(Clock::now() + d_.settings.commit_timeout);
   }
 

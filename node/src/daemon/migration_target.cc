@@ -301,6 +301,7 @@ class Target {
       file = std::move(*f);
     }
     FERRY_TRY(file->append(c));
+    if (file->complete()) log_->info("migration {}: {} staged ({} bytes)", rec_.id, name, file->bytes());
     if (file->complete() && c.getKind() == wire::ChunkKind::IMAGE) {
       std::string image_id = c.getImageId().cStr();
       auto loaded = rt_.loadImage(file->path());
@@ -320,6 +321,7 @@ class Target {
 
   json restore(wire::Commit::Reader commit) {
     auto started = Clock::now();
+    log_->info("migration {}: Commit: restoring {} container(s)", rec_.id, commit.getContainers().size());
     if (auto s = journal(MigrationPhase::kRestoring); !s) {
       cleanupStaging();
       return rolledBack("cannot journal the restore: " + s.error().message(), false);
@@ -386,6 +388,8 @@ class Target {
     }
     if (!health) return rolledBack("the restored service is not healthy: " + health.error().message(), true);
     auto healthy_at = Clock::now();
+    log_->info("migration {}: restored in {:.0f} ms, healthy {:.0f} ms later", rec_.id,
+               msBetween(started, restored_at), msBetween(restored_at, healthy_at));
     report_["restore_ms"] = msBetween(started, restored_at);
     report_["health_ms"] = msBetween(restored_at, healthy_at);
     if (auto s = journal(MigrationPhase::kRestored); !s)
