@@ -143,6 +143,11 @@ Result<StreamStats> streamFile(MigrationEnv& env, const fs::path& path, const Ch
       std::this_thread::sleep_for(Millis(3));
       continue;
     }
+    // Start the disk write of what the writer put there (does not wait): the source's
+    // durable "committing" record, written right after, would otherwise wait for all of
+    // it (260–280 ms in the lab after a 118 MB dump).
+    if (*n > 0)
+      ::sync_file_range(fd, static_cast<off_t>(offset), static_cast<off_t>(*n), SYNC_FILE_RANGE_WRITE);
     XXH3_64bits_update(st, raw.data(), *n);
     std::uint64_t chunk_hash = XXH3_64bits(raw.data(), *n);
     const char* data = raw.data();
@@ -255,6 +260,9 @@ Status StagingFile::append(wire::CheckpointChunk::Reader chunk) {
     }
     off += static_cast<std::size_t>(w);
   }
+  // Start its disk write now (does not wait), as the replica does: the durable journal
+  // write at Commit would otherwise wait behind the whole staged archive.
+  ::sync_file_range(fd_, static_cast<off_t>(bytes_), static_cast<off_t>(len), SYNC_FILE_RANGE_WRITE);
   XXH3_64bits_update(hash_, bytes, len);
   bytes_ += len;
   if (chunk.getLast()) {
