@@ -48,6 +48,15 @@ inline double msBetween(std::chrono::steady_clock::time_point a, std::chrono::st
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
+// Writes `rec` durably and notes how long that took in report["journal_ms"][phase] (an
+// fsync behind a busy disk shows there). The note reaches the journal with the next write.
+inline Status putTimed(Journal& journal, const MigrationRecord& rec, nlohmann::json& report) {
+  auto started = std::chrono::steady_clock::now();
+  auto s = journal.put(rec);
+  report["journal_ms"][phaseName(rec.phase)] = msBetween(started, std::chrono::steady_clock::now());
+  return s;
+}
+
 struct MigrationSettings {
   std::filesystem::path data_dir;
   std::filesystem::path staging_dir;

@@ -297,11 +297,7 @@ class Source {
     if (switch_) report_["switch"]["state"] = switch_state_;
     report_["phases"] = phases_.list();
     rec_.report = report_;
-    auto started = Clock::now();
-    auto s = d_.journal->put(rec_);
-    // How long each durable write took (an fsync behind a busy disk shows here).
-    report_["journal_ms"][phaseName(phase)] = msBetween(started, Clock::now());
-    return s;
+    return putTimed(*d_.journal, rec_, report_);
   }
 
   bool fail(const std::string& point) { return d_.failpoints != nullptr && d_.failpoints->hit(point); }

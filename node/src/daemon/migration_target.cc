@@ -115,7 +115,7 @@ class Target {
     rec_.phase = phase;
     if (!reason.empty()) rec_.reason = reason;
     rec_.report = report_;
-    return d_.journal->put(rec_);
+    return putTimed(*d_.journal, rec_, report_);
   }
 
   bool fail(const std::string& point) { return d_.failpoints != nullptr && d_.failpoints->hit(point); }
