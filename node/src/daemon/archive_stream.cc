@@ -135,6 +135,7 @@ Result<StreamStats> streamFile(MigrationEnv& env, const fs::path& path, const Ch
         stats.ended_at_tar_end = true;
       }
     }
+    if (last) stats.complete_at = Clock::now();
     if (*n == 0 && !last) {
       if (Clock::now() > deadline) {
         result = makeError("timed out streaming " + path.string() + " (the writer did not finish)");

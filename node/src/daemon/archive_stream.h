@@ -40,6 +40,9 @@ struct StreamStats {
   std::uint64_t chunks = 0;
   double ms = 0;
   bool ended_at_tar_end = false;  // the archive's closing blocks ended it, not the writer's exit
+  // When its last byte was read: the closing blocks seen, or the end after the writer's exit
+  // (before the last chunk went out and the file was checked again).
+  std::chrono::steady_clock::time_point complete_at;
 };
 
 // What ends the file: the writer's exit only, or also (for a tar archive such as

@@ -553,7 +553,7 @@ class Source {
         failure += (failure.empty() ? "" : "; ") + j->streamed.error().message();
         continue;
       }
-      last_ready = std::max(last_ready, j->streamed->ended_at_tar_end ? j->streamed_at : j->dumped);
+      last_ready = std::max(last_ready, j->streamed->ended_at_tar_end ? j->streamed->complete_at : j->dumped);
       archive_bytes_[j->info.name] = j->streamed->raw_bytes;
       raw += j->streamed->raw_bytes;
       wire_bytes += j->streamed->wire_bytes;
@@ -598,7 +598,8 @@ class Source {
         c["archive_bytes"] = j->streamed->raw_bytes;
         c["wire_bytes"] = j->streamed->wire_bytes;
         c["archive_complete_before_exit"] = complete;
-        if (complete) c["exit_after_archive_ms"] = std::max(0.0, msBetween(j->streamed_at, j->dumped));
+        if (complete)
+          c["exit_after_archive_ms"] = std::max(0.0, msBetween(j->streamed->complete_at, j->dumped));
       }
       cps[j->info.name] = c;
     }

@@ -144,7 +144,8 @@ TEST(Migration, TargetRestoresWhilePodmanStillCleansUpTheSource) {
   for (const char* name : {"web", "db"}) {
     const auto& c = r["checkpoint"][name];
     EXPECT_TRUE(c.value("archive_complete_before_exit", false)) << name << ": " << c.dump();
-    EXPECT_TRUE(c.contains("exit_after_archive_ms")) << name << ": " << c.dump();
+    // Podman ran on at least until the target had imported both archives.
+    EXPECT_GT(c.value("exit_after_archive_ms", 0.0), 0.0) << name << ": " << c.dump();
     EXPECT_EQ(c.value("podman_ms", 0.0), 10.0) << name << ": the statistics arrive once podman exits";
     EXPECT_EQ(Pair::state(*p.a, name), "absent");
     EXPECT_EQ(Pair::state(*p.b, name), "running");
