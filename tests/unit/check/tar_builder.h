@@ -1,5 +1,6 @@
 // Builds tar archives the way Go's archive/tar (Podman's writer) lays them out, for
-// tests: ustar members, PAX extended headers, the closing blocks.
+// tests: ustar members, PAX extended headers, the closing blocks; and CRIU's stats-dump
+// image that Podman's checkpoint export holds.
 #pragma once
 
 #include <algorithm>
@@ -8,6 +9,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "ferry/checkpoint/criu_stats.h"
 
 namespace ferry::checkpoint::testing {
 
@@ -21,9 +24,10 @@ inline std::string octal(std::uint64_t v, std::size_t width) {
 }
 
 // One member: its header, `content` and the padding to a 512-byte boundary. `size`
-// overrides the size field (for header-only members and PAX-sized ones).
+// overrides the size field (for header-only members and PAX-sized ones); `prefix` fills
+// the ustar prefix field.
 inline std::string tarMember(const std::string& name, const std::string& content, char type = '0',
-                             std::string size_field = {}) {
+                             std::string size_field = {}, const std::string& prefix = "") {
   std::string h(512, '\0');
   std::memcpy(h.data(), name.data(), std::min<std::size_t>(name.size(), 100));
   std::memcpy(h.data() + 100, octal(0600, 8).data(), 8);
@@ -37,6 +41,7 @@ inline std::string tarMember(const std::string& name, const std::string& content
               "ustar\0"
               "00",
               8);
+  std::memcpy(h.data() + 345, prefix.data(), std::min<std::size_t>(prefix.size(), 155));
   std::memset(h.data() + 148, ' ', 8);
   unsigned sum = 0;
   for (char c : h) sum += static_cast<unsigned char>(c);
@@ -72,6 +77,49 @@ inline std::string base256(std::uint64_t v) {
 
 inline std::string tarEnd() {
   return std::string(1024, '\0');
+}
+
+inline void putVarint(std::string& out, std::uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<char>((v & 0x7fU) | 0x80U));
+    v >>= 7U;
+  }
+  out.push_back(static_cast<char>(v));
+}
+
+// CRIU's stats-dump: two magics, the size, a stats_entry{dump = 1}.
+inline std::string criuStatsImage(const CriuDumpStats& s, bool with_restore_entry = false) {
+  std::string dump;
+  auto field = [&](unsigned number, std::uint64_t v) {
+    putVarint(dump, (number << 3U) | 0U);
+    putVarint(dump, v);
+  };
+  field(1, s.freezing_time);
+  field(2, s.frozen_time);
+  field(3, s.memdump_time);
+  field(4, s.memwrite_time);
+  field(5, s.pages_scanned);
+  field(6, s.pages_skipped_parent);
+  field(7, s.pages_written);
+  field(9, 0);   // pages_lazy: a field ferry does not read
+  field(12, 5);  // shpages_scanned
+  std::string entry;
+  if (with_restore_entry) {  // field 2 first: the reader must skip it
+    putVarint(entry, (2U << 3U) | 2U);
+    putVarint(entry, 2);
+    entry += std::string("\x08\x01", 2);
+  }
+  putVarint(entry, (1U << 3U) | 2U);
+  putVarint(entry, dump.size());
+  entry += dump;
+  std::string out;
+  auto le32 = [&](std::uint32_t v) {
+    for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xffU));
+  };
+  le32(0x55105940);
+  le32(0x57093306);
+  le32(static_cast<std::uint32_t>(entry.size()));
+  return out + entry;
 }
 
 }  // namespace ferry::checkpoint::testing

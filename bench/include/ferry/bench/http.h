@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "ferry/base/error.h"
+#include "ferry/base/http.h"
 #include "ferry/bench/stats.h"
 
 namespace ferry::bench {
@@ -44,26 +45,12 @@ Result<Url> parseUrl(std::string_view text);
 // Parses "10ms", "1s", "2.5s", "500us", "3m", "1h"; a bare number is milliseconds.
 Result<std::chrono::microseconds> parseDuration(std::string_view text);
 
-using Headers = std::vector<std::pair<std::string, std::string>>;  // names in lower case
-
-struct HttpResponse {
-  int status = 0;
-  Headers headers;
-  std::string body;  // de-chunked
-  // First header with this (lower-case) name.
-  [[nodiscard]] std::optional<std::string> header(std::string_view name) const;
-};
-
-enum class ParseState { kIncomplete, kComplete, kBad };
-
-struct ParseOutcome {
-  ParseState state = ParseState::kIncomplete;
-  HttpResponse response;  // filled when complete
-};
-
-// Parses a raw HTTP/1.x answer. `peer_closed`: the connection ended, so a body with
-// neither length nor chunking ends here and anything still incomplete is kBad.
-ParseOutcome parseResponse(std::string_view raw, bool peer_closed);
+// The message parsing lives in base/ (ferry/base/http.h), shared with the Podman API client.
+using http::Headers;  // names in lower case
+using http::HttpResponse;
+using http::ParseOutcome;
+using http::parseResponse;
+using http::ParseState;
 
 struct HttpRequest {
   std::string method = "GET";
@@ -72,8 +59,7 @@ struct HttpRequest {
   std::string body;  // sent with Content-Length when non-empty or method is POST
 };
 
-// application/x-www-form-urlencoded body from name/value pairs.
-std::string formEncode(const std::vector<std::pair<std::string, std::string>>& fields);
+using http::formEncode;  // application/x-www-form-urlencoded body from name/value pairs
 
 // The bytes sent for a request to `host_header`.
 std::string serializeRequest(const HttpRequest& request, const std::string& host_header);

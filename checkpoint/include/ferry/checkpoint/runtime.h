@@ -1,7 +1,9 @@
 // The container runtime as a migration sees it: inspect, freeze, checkpoint, restore,
-// remove, and move images. PodmanRuntime drives Podman's command line (Podman has no
-// stable library API) through the CommandRunner interface, so unit tests replay
-// recorded outputs; every call has a deadline.
+// remove, and move images. Two implementations with the same semantics: one drives
+// Podman's command line (Podman has no stable library API) through the CommandRunner
+// interface, so unit tests replay recorded outputs; the other talks to Podman's REST
+// API service over its unix socket (no podman start-up per call). Every call has a
+// deadline.
 //
 // Why freezing is separate from checkpointing: a migration of several containers must
 // be one consistent cut — every container stopped before any is dumped, so no message
@@ -139,6 +141,16 @@ class ContainerRuntime {
 };
 
 std::unique_ptr<ContainerRuntime> makePodmanRuntime(CommandRunner& runner, RuntimeOptions options = {});
+
+// Podman's REST API (`podman system service`, systemd's podman.socket) at `socket`,
+// e.g. /run/podman/podman.sock. Uses options.cgroup_root, freeze_timeout and
+// command_timeout; podman and global_args belong to the service's own command line
+// there (`podman --runtime runc system service ...`). Differences from the CLI: a
+// checkpoint's archive arrives only after Podman has written it completely to a
+// temporary file of its own (no overlap with ferry's transfer), is never compressed,
+// and its statistics come from CRIU's stats-dump in the archive (runtime_ms is 0).
+std::unique_ptr<ContainerRuntime> makePodmanApiRuntime(const std::filesystem::path& socket,
+                                                       RuntimeOptions options = {});
 
 // Where the kernel exposes a container's freezer: cgroup v1 (…/freezer<path>/freezer.state,
 // FROZEN/THAWED) or v2 (…<path>/cgroup.freeze, 1/0 with cgroup.events "frozen 1").

@@ -1,0 +1,290 @@
+#include "ferry/checkpoint/criu_stats.h"
+
+#include <algorithm>
+#include <charconv>
+
+namespace ferry::checkpoint {
+namespace {
+
+constexpr std::uint32_t kImgServiceMagic = 0x55105940;  // "Zlatoust"
+constexpr std::uint32_t kStatsMagic = 0x57093306;       // "Ostashkov"
+constexpr std::size_t kBlock = 512;
+constexpr std::size_t kMaxRecord = std::size_t{1} << 20;  // PAX headers and long names
+
+std::uint32_t le32(std::string_view s, std::size_t at) {
+  std::uint32_t v = 0;
+  for (std::size_t i = 0; i < 4; ++i)
+    v |= static_cast<std::uint32_t>(static_cast<unsigned char>(s[at + i])) << (8 * i);
+  return v;
+}
+
+bool readVarint(std::string_view s, std::size_t& pos, std::uint64_t& out) {
+  out = 0;
+  for (unsigned shift = 0; shift < 64; shift += 7) {
+    if (pos >= s.size()) return false;
+    const auto byte = static_cast<unsigned char>(s[pos++]);
+    out |= static_cast<std::uint64_t>(byte & 0x7fU) << shift;
+    if ((byte & 0x80U) == 0) return true;
+  }
+  return false;
+}
+
+// Skips one field's value of wire type `wt`; false when malformed.
+bool skipField(std::string_view s, std::size_t& pos, std::uint64_t wt) {
+  std::uint64_t v = 0;
+  switch (wt) {
+    case 0:
+      return readVarint(s, pos, v);
+    case 1:
+      if (s.size() - pos < 8) return false;
+      pos += 8;
+      return true;
+    case 2:
+      if (!readVarint(s, pos, v) || v > s.size() - pos) return false;
+      pos += static_cast<std::size_t>(v);
+      return true;
+    case 5:
+      if (s.size() - pos < 4) return false;
+      pos += 4;
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool parseDumpEntry(std::string_view s, CriuDumpStats& st) {
+  std::size_t pos = 0;
+  while (pos < s.size()) {
+    std::uint64_t key = 0;
+    if (!readVarint(s, pos, key)) return false;
+    const std::uint64_t field = key >> 3U;
+    const std::uint64_t wt = key & 7U;
+    if (wt != 0 || field < 1 || field > 7) {
+      if (!skipField(s, pos, wt)) return false;
+      continue;
+    }
+    std::uint64_t v = 0;
+    if (!readVarint(s, pos, v)) return false;
+    switch (field) {
+      case 1:
+        st.freezing_time = v;
+        break;
+      case 2:
+        st.frozen_time = v;
+        break;
+      case 3:
+        st.memdump_time = v;
+        break;
+      case 4:
+        st.memwrite_time = v;
+        break;
+      case 5:
+        st.pages_scanned = v;
+        break;
+      case 6:
+        st.pages_skipped_parent = v;
+        break;
+      case 7:
+        st.pages_written = v;
+        break;
+      default:
+        break;
+    }
+  }
+  return true;
+}
+
+std::string normalizeName(std::string name) {
+  while (true) {
+    if (name.starts_with("./")) {
+      name.erase(0, 2);
+    } else if (name.starts_with("/")) {
+      name.erase(0, 1);
+    } else {
+      return name;
+    }
+  }
+}
+
+std::string field(const std::string& block, std::size_t at, std::size_t len) {
+  std::string_view f(block.data() + at, len);
+  return std::string(f.substr(0, f.find('\0')));
+}
+
+std::optional<std::uint64_t> numericField(const std::string& block, std::size_t at, std::size_t len) {
+  if ((static_cast<unsigned char>(block[at]) & 0x80U) != 0) {  // GNU base-256
+    std::uint64_t v = static_cast<unsigned char>(block[at]) & 0x7fU;
+    for (std::size_t i = 1; i < len; ++i) {
+      if (v > (UINT64_MAX >> 8U)) return std::nullopt;
+      v = (v << 8U) | static_cast<unsigned char>(block[at + i]);
+    }
+    return v;
+  }
+  std::string_view f(block.data() + at, len);
+  auto start = f.find_first_not_of(' ');
+  if (start == std::string_view::npos) return 0;
+  f.remove_prefix(start);
+  auto end = f.find_first_of(std::string_view(" \0", 2));
+  f = f.substr(0, end);
+  if (f.empty()) return 0;
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(f.data(), f.data() + f.size(), v, 8);
+  if (ec != std::errc() || p != f.data() + f.size()) return std::nullopt;
+  return v;
+}
+
+// "LEN key=value\n" records.
+void parsePax(std::string_view data, std::string& path, std::optional<std::uint64_t>& size) {
+  std::size_t pos = 0;
+  while (pos < data.size()) {
+    auto space = data.find(' ', pos);
+    if (space == std::string_view::npos) return;
+    std::size_t len = 0;
+    auto [p, ec] = std::from_chars(data.data() + pos, data.data() + space, len);
+    if (ec != std::errc() || p != data.data() + space || len <= space - pos + 1 || pos + len > data.size())
+      return;
+    std::string_view record = data.substr(space + 1, pos + len - space - 1);
+    if (!record.empty() && record.back() == '\n') record.remove_suffix(1);
+    auto eq = record.find('=');
+    if (eq != std::string_view::npos) {
+      auto key = record.substr(0, eq);
+      auto value = record.substr(eq + 1);
+      if (key == "path") path = std::string(value);
+      if (key == "size") {
+        std::uint64_t v = 0;
+        auto [q, e2] = std::from_chars(value.data(), value.data() + value.size(), v);
+        if (e2 == std::errc() && q == value.data() + value.size()) size = v;
+      }
+    }
+    pos += len;
+  }
+}
+
+}  // namespace
+
+Result<CriuDumpStats> parseCriuDumpStats(std::string_view image) {
+  if (image.size() < 12)
+    return makeError("CRIU stats-dump is " + std::to_string(image.size()) + " bytes, too short");
+  if (le32(image, 0) != kImgServiceMagic || le32(image, 4) != kStatsMagic)
+    return makeError("CRIU stats-dump has the wrong magic numbers (not a CRIU statistics image)");
+  const std::uint32_t size = le32(image, 8);
+  if (size > image.size() - 12)
+    return makeError("CRIU stats-dump claims " + std::to_string(size) + " bytes but holds " +
+                     std::to_string(image.size() - 12));
+  std::string_view payload = image.substr(12, size);
+  std::size_t pos = 0;
+  while (pos < payload.size()) {
+    std::uint64_t key = 0;
+    if (!readVarint(payload, pos, key)) break;
+    if (key == ((1U << 3U) | 2U)) {
+      std::uint64_t len = 0;
+      if (!readVarint(payload, pos, len) || len > payload.size() - pos) break;
+      CriuDumpStats st;
+      if (!parseDumpEntry(payload.substr(pos, static_cast<std::size_t>(len)), st)) break;
+      return st;
+    }
+    if (!skipField(payload, pos, key & 7U)) break;
+  }
+  return makeError("CRIU stats-dump holds no readable dump statistics");
+}
+
+void TarMemberTap::feed(std::string_view data) {
+  while (!data.empty() && state_ != State::kStopped) {
+    switch (state_) {
+      case State::kHeader: {
+        std::size_t take = std::min(kBlock - block_.size(), data.size());
+        block_.append(data.substr(0, take));
+        data.remove_prefix(take);
+        if (block_.size() == kBlock) {
+          onHeader();
+          block_.clear();
+        }
+        break;
+      }
+      case State::kData: {
+        auto take = static_cast<std::size_t>(std::min<std::uint64_t>(left_, data.size()));
+        if (capture_) data_.append(data.substr(0, take));
+        data.remove_prefix(take);
+        left_ -= take;
+        if (left_ == 0) {
+          if (type_ == 'x') {
+            parsePax(data_, next_name_, next_size_);
+          } else if (type_ == 'L') {
+            next_name_ = data_.substr(0, data_.find('\0'));
+          } else if (capture_) {
+            content_ = std::move(data_);
+            state_ = State::kStopped;  // found: the rest of the stream is not looked at
+            return;
+          }
+          data_.clear();
+          capture_ = false;
+          state_ = padding_ > 0 ? State::kPadding : State::kHeader;
+        }
+        break;
+      }
+      case State::kPadding: {
+        auto take = static_cast<std::size_t>(std::min<std::uint64_t>(padding_, data.size()));
+        data.remove_prefix(take);
+        padding_ -= take;
+        if (padding_ == 0) state_ = State::kHeader;
+        break;
+      }
+      case State::kStopped:
+        return;
+    }
+  }
+}
+
+void TarMemberTap::onHeader() {
+  if (block_.find_first_not_of('\0') == std::string::npos) {  // end of the archive
+    state_ = State::kStopped;
+    return;
+  }
+  unsigned sum = 0;
+  for (std::size_t i = 0; i < kBlock; ++i)
+    sum += (i >= 148 && i < 156) ? unsigned{' '} : static_cast<unsigned char>(block_[i]);
+  auto stored = numericField(block_, 148, 8);
+  auto size = numericField(block_, 124, 12);
+  if (!stored || *stored != sum || !size) {
+    state_ = State::kStopped;  // not a tar (or a damaged one): give up quietly
+    return;
+  }
+  type_ = block_[156] == '\0' ? '0' : block_[156];
+  std::string name = field(block_, 0, 100);
+  if (block_.compare(257, 5, "ustar") == 0) {
+    std::string prefix = field(block_, 345, 155);
+    if (!prefix.empty()) name = prefix + "/" + name;
+  }
+  std::uint64_t length = *size;
+  if (type_ != 'x' && type_ != 'g' && type_ != 'L' && type_ != 'K') {
+    if (!next_name_.empty()) name = next_name_;
+    if (next_size_) length = *next_size_;
+    next_name_.clear();
+    next_size_.reset();
+  }
+  left_ = length;
+  padding_ = (kBlock - length % kBlock) % kBlock;
+  data_.clear();
+  if (type_ == 'x' || type_ == 'L') {
+    capture_ = length <= kMaxRecord;
+    if (!capture_) {
+      state_ = State::kStopped;
+      return;
+    }
+  } else {
+    capture_ = !content_ && (type_ == '0' || type_ == '7') && length <= max_ && normalizeName(name) == name_;
+  }
+  if (length == 0) {
+    if (capture_ && type_ != 'x' && type_ != 'L') {
+      content_ = std::string();
+      state_ = State::kStopped;
+      return;
+    }
+    capture_ = false;
+    state_ = State::kHeader;
+    return;
+  }
+  state_ = State::kData;
+}
+
+}  // namespace ferry::checkpoint
