@@ -59,6 +59,19 @@ running() {
     [ -n "$s" ] && [ "$s" != Z ] && [ "$s" != X ]'
 }
 
+# Podman's REST API service in HOST, as systemd's podman.socket gives a real host: the
+# node (podman_api = auto) uses it for inspect, exists, images, restore and remove.
+# FERRY_LAB_PODMAN_API=off leaves it out (the nodes then run the CLI for every call).
+podmanApi() {
+  [[ ${FERRY_LAB_PODMAN_API:-on} == on ]] || return 0
+  inHost "$1" sh -c 'ping() { curl -s --max-time 1 --unix-socket /run/podman/podman.sock http://d/_ping 2>/dev/null | grep -qx OK; }
+    ping && exit 0
+    mkdir -p /run/podman /var/log/ferry
+    setsid podman system service --time=0 unix:///run/podman/podman.sock >>/var/log/ferry/podman-api.log 2>&1 </dev/null &
+    for i in $(seq 100); do ping && exit 0; sleep 0.1; done
+    exit 1' || die "podman system service did not answer in $1 within 10 s: see /var/log/ferry/podman-api.log there"
+}
+
 start() {
   local hosts=("$@")
   ((${#hosts[@]})) || hosts=("${NODE_HOSTS[@]}")
@@ -78,6 +91,7 @@ start() {
     role=$(inHost "$h" sed -n 's/^role = //p' /etc/ferry/node.conf 2>/dev/null || true)
     [[ -n $role ]] || { role=standby; [[ $h == a ]] && role=active; }
     writeConfig "$h" "$role"
+    podmanApi "$h"
     inHost "$h" sh -c 'mkdir -p /run/ferry; setsid ferry node run --config /etc/ferry/node.conf \
       >>/var/log/ferry/node.log 2>&1 < /dev/null & echo $! > /run/ferry/node.pid'
   done

@@ -127,6 +127,11 @@ Result<NodeConfig> parseConfig(const std::string& text, const std::string& origi
          c.podman_args = v;
          return true;
        }},
+      {"podman_api",
+       [&](const std::string& v) {
+         c.podman_api = v;
+         return v == "auto" || v == "off" || std::filesystem::path(v).is_absolute();
+       }},
       {"health_url",
        [&](const std::string& v) {
          c.health_url = v;

@@ -107,6 +107,29 @@ class EnvFailpoints final : public Failpoints {
   std::vector<std::string> names_;
 };
 
+// The container runtime the node's migrations use: Podman's CLI, and its REST API for
+// what the API does faster when podman_api allows (see deploy/node/ferry-node.conf).
+Result<std::unique_ptr<checkpoint::ContainerRuntime>> makeRuntime(const NodeConfig& c,
+                                                                  checkpoint::CommandRunner& runner,
+                                                                  const checkpoint::RuntimeOptions& ro,
+                                                                  spdlog::logger& logger) {
+  auto cli = checkpoint::makePodmanRuntime(runner, ro);
+  if (c.podman_api == "off") {
+    logger.info("podman: the CLI for every call (podman_api = off)");
+    return cli;
+  }
+  const std::filesystem::path socket = c.podman_api == "auto" ? "/run/podman/podman.sock" : c.podman_api;
+  if (auto s = checkpoint::pingPodmanApi(socket, Millis(2000)); !s) {
+    if (c.podman_api != "auto") return s.error();
+    logger.info("podman: the CLI for every call (no API service answers at {})", socket.string());
+    return cli;
+  }
+  logger.info(
+      "podman: its API at {} for inspect, exists, images, restore and remove; the CLI for checkpoints",
+      socket.string());
+  return checkpoint::makeMixedPodmanRuntime(std::move(cli), checkpoint::makePodmanApiRuntime(socket, ro));
+}
+
 }  // namespace
 
 struct Node::Impl final : public MigrationEnv {
@@ -1197,7 +1220,9 @@ Result<std::unique_ptr<Node>> Node::start(NodeConfig config) {
   checkpoint::RuntimeOptions ro;
   ro.podman = c.podman;
   ro.global_args = splitWords(c.podman_args);
-  impl->runtime = checkpoint::makePodmanRuntime(*impl->runner, ro);
+  auto runtime = makeRuntime(c, *impl->runner, ro, *impl->logger);
+  if (!runtime) return runtime.error();
+  impl->runtime = std::move(*runtime);
   if (!impl->failpoints.names().empty()) {
     std::string names;
     for (const auto& n : impl->failpoints.names()) names += (names.empty() ? "" : ",") + n;

@@ -13,6 +13,7 @@ TEST(Config, EmptyGivesDefaults) {
   EXPECT_EQ(c->listen, "tcp://0.0.0.0:7700");
   EXPECT_EQ(c->role, "standby");
   EXPECT_EQ(c->heartbeat, 1000ms);
+  EXPECT_EQ(c->podman_api, "auto");
   EXPECT_FALSE(c->name.empty());
 }
 
@@ -31,6 +32,7 @@ peer_timeout = 3s
 scan_interval = 1m
 log_level = debug
 shared_storage = on
+podman_api = /run/podman/podman.sock
 )");
   ASSERT_TRUE(c.ok()) << c.error().message();
   EXPECT_EQ(c->name, "a");
@@ -40,6 +42,7 @@ shared_storage = on
   EXPECT_EQ(c->peer_timeout, 3000ms);
   EXPECT_EQ(c->scan_interval, 60000ms);
   EXPECT_TRUE(c->shared_storage);
+  EXPECT_EQ(c->podman_api, "/run/podman/podman.sock");
 }
 
 TEST(Config, ParsesTheSwitchOverSettings) {
@@ -90,7 +93,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"just words", "expected 'key = value'"},
         BadCase{"switch = dns", "bad value 'dns' for 'switch'"}, BadCase{"switch_port = 70000", "bad value"},
         BadCase{"switch_port = 80x", "bad value"}, BadCase{"shared_storage = yes", "bad value 'yes'"},
-        BadCase{"switch_agent = lb:7400", "bad value"},
+        BadCase{"switch_agent = lb:7400", "bad value"}, BadCase{"podman_api = yes", "bad value 'yes'"},
         BadCase{"heartbeat = 5s\npeer_timeout = 1s", "peer_timeout must be longer"}));
 
 TEST(Config, MissingFile) {

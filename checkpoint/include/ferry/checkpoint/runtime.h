@@ -152,6 +152,16 @@ std::unique_ptr<ContainerRuntime> makePodmanRuntime(CommandRunner& runner, Runti
 std::unique_ptr<ContainerRuntime> makePodmanApiRuntime(const std::filesystem::path& socket,
                                                        RuntimeOptions options = {});
 
+// Both: the API for inspect, exists, image lookup, restore and remove — no process start
+// per call (in the lab 3–7 ms against 130–140 ms, and a restore 100 ms shorter) — and the
+// CLI for the checkpoint (its archive grows while CRIU dumps, so ferry streams it at once;
+// the API hands it over only when complete), for images, and the cgroup freezer.
+std::unique_ptr<ContainerRuntime> makeMixedPodmanRuntime(std::unique_ptr<ContainerRuntime> cli,
+                                                         std::unique_ptr<ContainerRuntime> api);
+
+// Asks the API service at `socket` for /_ping within `timeout`: ok when it answers "OK".
+Status pingPodmanApi(const std::filesystem::path& socket, std::chrono::milliseconds timeout);
+
 // Where the kernel exposes a container's freezer: cgroup v1 (…/freezer<path>/freezer.state,
 // FROZEN/THAWED) or v2 (…<path>/cgroup.freeze, 1/0 with cgroup.events "frozen 1").
 struct FreezerPaths {

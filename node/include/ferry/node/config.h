@@ -30,7 +30,10 @@ struct NodeConfig {
   std::filesystem::path staging_dir;  // checkpoint archives in flight (0700); default state_dir/staging
   std::string podman = "podman";      // the podman program
   std::string podman_args;            // global podman flags, e.g. "--runtime runc --cgroup-manager cgroupfs"
-  std::string health_url;             // the service answers here when it is up (empty: containers running)
+  // Podman's REST API for inspect/exists/images/restore/remove: "auto" (the socket below
+  // when it answers at start, else the CLI), "off", or a socket path (must answer).
+  std::string podman_api = "auto";
+  std::string health_url;  // the service answers here when it is up (empty: containers running)
   std::chrono::milliseconds health_timeout{30000};       // restored service must answer within this
   std::chrono::milliseconds prepare_timeout{30000};      // the peer's answer to a migration request
   std::chrono::milliseconds presync_timeout{60000};      // the standby catches up before the freeze
