@@ -14,21 +14,24 @@ class MixedPodmanRuntime final : public ContainerRuntime {
   MixedPodmanRuntime(std::unique_ptr<ContainerRuntime> cli, std::unique_ptr<ContainerRuntime> api)
       : cli_(std::move(cli)), api_(std::move(api)) {}
 
-  // Questions, restore and removal: the API.
+  // Questions and removal: the API.
   Result<ContainerInfo> inspect(const std::string& name) override { return api_->inspect(name); }
   Result<bool> exists(const std::string& name) override { return api_->exists(name); }
   Result<std::optional<std::string>> imageId(const std::string& ref) override { return api_->imageId(ref); }
-  Result<RestoreStats> restore(const std::string& name, const RestoreOptions& o) override {
-    return api_->restore(name, o);
-  }
   Status remove(const std::string& name, std::chrono::seconds stop_timeout) override {
     return api_->remove(name, stop_timeout);
   }
 
   // The checkpoint: the CLI writes its archive while CRIU dumps, so it streams at once;
-  // the API hands it over only once complete. Images: files either way, the CLI's is tested.
+  // the API hands it over only once complete. The restore: the API copies the uploaded
+  // archive to a file of its own first, which cost more than the CLI's start-up (10
+  // migrations in the lab: Podman's restore of db 2375 ms mean against 1672). Images:
+  // files either way, the CLI's is tested.
   Result<CheckpointStats> checkpoint(const std::string& name, const CheckpointOptions& o) override {
     return cli_->checkpoint(name, o);
+  }
+  Result<RestoreStats> restore(const std::string& name, const RestoreOptions& o) override {
+    return cli_->restore(name, o);
   }
   Status saveImage(const std::string& image_id, const std::filesystem::path& archive) override {
     return cli_->saveImage(image_id, archive);

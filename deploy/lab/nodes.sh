@@ -60,7 +60,7 @@ running() {
 }
 
 # Podman's REST API service in HOST, as systemd's podman.socket gives a real host: the
-# node (podman_api = auto) uses it for inspect, exists, images, restore and remove.
+# node (podman_api = auto) uses it for inspect, exists, image lookups and remove.
 # FERRY_LAB_PODMAN_API=off leaves it out (the nodes then run the CLI for every call).
 podmanApi() {
   [[ ${FERRY_LAB_PODMAN_API:-on} == on ]] || return 0

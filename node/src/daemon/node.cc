@@ -125,7 +125,8 @@ Result<std::unique_ptr<checkpoint::ContainerRuntime>> makeRuntime(const NodeConf
     return cli;
   }
   logger.info(
-      "podman: its API at {} for inspect, exists, images, restore and remove; the CLI for checkpoints",
+      "podman: its API at {} for inspect, exists, image lookups and remove; the CLI for checkpoints and "
+      "restores",
       socket.string());
   return checkpoint::makeMixedPodmanRuntime(std::move(cli), checkpoint::makePodmanApiRuntime(socket, ro));
 }

@@ -78,7 +78,7 @@ TEST_P(MixedRuntimeTest, EachCallGoesWhereItIsCheapest) {
 
 INSTANTIATE_TEST_SUITE_P(Table, MixedRuntimeTest,
                          ::testing::Values(RouteCase{"inspect", "api"}, RouteCase{"exists", "api"},
-                                           RouteCase{"imageId", "api"}, RouteCase{"restore", "api"},
+                                           RouteCase{"imageId", "api"}, RouteCase{"restore", "cli"},
                                            RouteCase{"remove", "api"}, RouteCase{"checkpoint", "cli"},
                                            RouteCase{"saveImage", "cli"}, RouteCase{"loadImage", "cli"},
                                            RouteCase{"freeze", "cli"}, RouteCase{"thaw", "cli"},

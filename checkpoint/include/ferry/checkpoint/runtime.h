@@ -152,10 +152,11 @@ std::unique_ptr<ContainerRuntime> makePodmanRuntime(CommandRunner& runner, Runti
 std::unique_ptr<ContainerRuntime> makePodmanApiRuntime(const std::filesystem::path& socket,
                                                        RuntimeOptions options = {});
 
-// Both: the API for inspect, exists, image lookup, restore and remove — no process start
-// per call (in the lab 3–7 ms against 130–140 ms, and a restore 100 ms shorter) — and the
-// CLI for the checkpoint (its archive grows while CRIU dumps, so ferry streams it at once;
-// the API hands it over only when complete), for images, and the cgroup freezer.
+// Both: the API for inspect, exists, image lookup and remove — no process start per call
+// (in the lab 3–7 ms against 130–140 ms) — and the CLI for the checkpoint (its archive
+// grows while CRIU dumps, so ferry streams it at once; the API hands it over only when
+// complete), the restore (the API first copies the uploaded archive to a file of its own:
+// slower at a 100 MB archive), images, and the cgroup freezer.
 std::unique_ptr<ContainerRuntime> makeMixedPodmanRuntime(std::unique_ptr<ContainerRuntime> cli,
                                                          std::unique_ptr<ContainerRuntime> api);
 
