@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <charconv>
 
+#include "tar_header.h"
+
 namespace ferry::checkpoint {
 namespace {
 
 constexpr std::uint32_t kImgServiceMagic = 0x55105940;  // "Zlatoust"
 constexpr std::uint32_t kStatsMagic = 0x57093306;       // "Ostashkov"
-constexpr std::size_t kBlock = 512;
+using tar::kBlock;
 constexpr std::size_t kMaxRecord = std::size_t{1} << 20;  // PAX headers and long names
 
 std::uint32_t le32(std::string_view s, std::size_t at) {
@@ -109,28 +111,6 @@ std::string normalizeName(std::string name) {
 std::string field(const std::string& block, std::size_t at, std::size_t len) {
   std::string_view f(block.data() + at, len);
   return std::string(f.substr(0, f.find('\0')));
-}
-
-std::optional<std::uint64_t> numericField(const std::string& block, std::size_t at, std::size_t len) {
-  if ((static_cast<unsigned char>(block[at]) & 0x80U) != 0) {  // GNU base-256
-    std::uint64_t v = static_cast<unsigned char>(block[at]) & 0x7fU;
-    for (std::size_t i = 1; i < len; ++i) {
-      if (v > (UINT64_MAX >> 8U)) return std::nullopt;
-      v = (v << 8U) | static_cast<unsigned char>(block[at + i]);
-    }
-    return v;
-  }
-  std::string_view f(block.data() + at, len);
-  auto start = f.find_first_not_of(' ');
-  if (start == std::string_view::npos) return 0;
-  f.remove_prefix(start);
-  auto end = f.find_first_of(std::string_view(" \0", 2));
-  f = f.substr(0, end);
-  if (f.empty()) return 0;
-  std::uint64_t v = 0;
-  auto [p, ec] = std::from_chars(f.data(), f.data() + f.size(), v, 8);
-  if (ec != std::errc() || p != f.data() + f.size()) return std::nullopt;
-  return v;
 }
 
 // "LEN key=value\n" records.
@@ -240,12 +220,8 @@ void TarMemberTap::onHeader() {
     state_ = State::kStopped;
     return;
   }
-  unsigned sum = 0;
-  for (std::size_t i = 0; i < kBlock; ++i)
-    sum += (i >= 148 && i < 156) ? unsigned{' '} : static_cast<unsigned char>(block_[i]);
-  auto stored = numericField(block_, 148, 8);
-  auto size = numericField(block_, 124, 12);
-  if (!stored || *stored != sum || !size) {
+  auto size = tar::numericField(block_, 124, 12);
+  if (!tar::checksumMatches(block_) || !size) {
     state_ = State::kStopped;  // not a tar (or a damaged one): give up quietly
     return;
   }

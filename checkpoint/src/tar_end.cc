@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <charconv>
 
+#include "tar_header.h"
+
 namespace ferry::checkpoint {
 namespace {
 
-constexpr std::size_t kBlock = 512;
+using tar::kBlock;
 constexpr std::uint64_t kMaxPaxRecord = std::uint64_t{1} << 20;
 
 std::uint64_t roundUp(std::uint64_t n) {
@@ -15,31 +17,6 @@ std::uint64_t roundUp(std::uint64_t n) {
 
 bool allZero(const std::string& block) {
   return block.find_first_not_of('\0') == std::string::npos;
-}
-
-// A header's numeric field: octal digits (leading spaces, ended by a space or NUL) or
-// GNU base-256 (high bit of the first byte set).
-std::optional<std::uint64_t> numericField(const std::string& block, std::size_t at, std::size_t len) {
-  const auto first = static_cast<unsigned char>(block[at]);
-  if ((first & 0x80U) != 0) {
-    if ((first & 0x40U) != 0) return std::nullopt;  // negative
-    std::uint64_t v = first & 0x3fU;
-    for (std::size_t i = 1; i < len; ++i) {
-      if (v > (UINT64_MAX >> 8U)) return std::nullopt;
-      v = (v << 8U) | static_cast<unsigned char>(block[at + i]);
-    }
-    return v;
-  }
-  std::string_view f(block.data() + at, len);
-  auto start = f.find_first_not_of(' ');
-  if (start == std::string_view::npos) return 0;
-  f.remove_prefix(start);
-  f = f.substr(0, f.find_first_of(std::string_view(" \0", 2)));
-  if (f.empty()) return 0;
-  std::uint64_t v = 0;
-  auto [p, ec] = std::from_chars(f.data(), f.data() + f.size(), v, 8);
-  if (ec != std::errc() || p != f.data() + f.size()) return std::nullopt;
-  return v;
 }
 
 // Members whose size field does not announce data (Go's archive/tar: isHeaderOnlyType).
@@ -112,20 +89,12 @@ void TarEndTracker::onHeader() {
   }
   // The checksum: the header's bytes with the checksum field read as spaces (some old
   // writers summed signed chars; both are accepted).
-  unsigned sum = 0;
-  int signed_sum = 0;
-  for (std::size_t i = 0; i < kBlock; ++i) {
-    const bool in_field = i >= 148 && i < 156;
-    sum += in_field ? unsigned{' '} : static_cast<unsigned char>(block_[i]);
-    signed_sum += in_field ? int{' '} : static_cast<signed char>(block_[i]);
-  }
   const std::uint64_t offset = end_ - kBlock;
-  auto stored = numericField(block_, 148, 8);
-  if (!stored || (*stored != sum && static_cast<std::int64_t>(*stored) != signed_sum)) {
+  if (!tar::checksumMatches(block_)) {
     fail("the block at offset " + std::to_string(offset) + " is not a tar header (checksum)");
     return;
   }
-  auto size = numericField(block_, 124, 12);
+  auto size = tar::numericField(block_, 124, 12);
   if (!size) {
     fail("the header at offset " + std::to_string(offset) + " has an unreadable size");
     return;
