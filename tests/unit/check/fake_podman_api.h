@@ -8,8 +8,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -82,5 +85,28 @@ class FakePodmanApi {
   std::vector<FakeRequest> requests_;
   std::thread thread_;
 };
+
+// Deterministic bytes for bodies and archives (xorshift from `seed`).
+inline std::string pattern(std::size_t n, unsigned seed) {
+  std::string s(n, '\0');
+  std::uint32_t x = seed * 2654435761U + 1;
+  for (auto& c : s) {
+    x ^= x << 13U;
+    x ^= x >> 17U;
+    x ^= x << 5U;
+    c = static_cast<char>(x & 0xffU);
+  }
+  return s;
+}
+
+inline std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+inline void spit(const std::filesystem::path& p, const std::string& data) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out << data;
+}
 
 }  // namespace ferry::checkpoint::testing

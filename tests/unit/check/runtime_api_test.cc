@@ -21,7 +21,10 @@ namespace fs = std::filesystem;
 using testing::FakePodmanApi;
 using testing::FakeRequest;
 using testing::FakeResponse;
+using testing::pattern;
 using testing::podmanError;
+using testing::slurp;
+using testing::spit;
 using namespace std::chrono_literals;
 
 constexpr const char* kId = "3f1c7e0e5d0c4f6b9a8e7d6c5b4a39281706f5e4d3c2b1a0f9e8d7c6b5a49382";
@@ -45,28 +48,6 @@ FakeResponse answer(int status, std::string body, std::string type = "applicatio
   r.body = std::move(body);
   r.content_type = std::move(type);
   return r;
-}
-
-std::string pattern(std::size_t n, unsigned seed) {
-  std::string s(n, '\0');
-  std::uint32_t x = seed * 2654435761U + 7;
-  for (auto& c : s) {
-    x ^= x << 13U;
-    x ^= x >> 17U;
-    x ^= x << 5U;
-    c = static_cast<char>(x & 0xffU);
-  }
-  return s;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void spit(const fs::path& p, const std::string& data) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << data;
 }
 
 std::string outcome(const Error& e) {

@@ -20,29 +20,10 @@ namespace fs = std::filesystem;
 using testing::FakePodmanApi;
 using testing::FakeRequest;
 using testing::FakeResponse;
+using testing::pattern;
+using testing::slurp;
+using testing::spit;
 using namespace std::chrono_literals;
-
-std::string pattern(std::size_t n, unsigned seed) {
-  std::string s(n, '\0');
-  std::uint32_t x = seed * 2654435761U + 1;
-  for (auto& c : s) {
-    x ^= x << 13U;
-    x ^= x >> 17U;
-    x ^= x << 5U;
-    c = static_cast<char>(x & 0xffU);
-  }
-  return s;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void spit(const fs::path& p, const std::string& data) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << data;
-}
 
 struct AnswerCase {
   std::string name;
