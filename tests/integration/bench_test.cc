@@ -9,6 +9,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "lab_support.h"
@@ -92,6 +93,9 @@ class BenchLabTest : public ::testing::Test {
   void TearDown() override {
     // Later tests expect the nodes stopped and a the next active (nodes.sh reset does both).
     if (isRoot()) run({"bash", kNodes, "reset"}, 180s);
+    // The experiment's files stay for a failed test only: they are what explains it.
+    std::error_code ec;
+    if (!HasFailure()) fs::remove_all(dir_, ec);
   }
   fs::path dir_;
 };
