@@ -1,6 +1,7 @@
 // The node daemons in the lab (issue 4): a (active) mirrors /srv/ferry/ref to b
 // (standby) over the CURVE link. Changes of every kind arrive; `sync --flush` then
-// `verify` says identical; an unpaired key is refused; killing either node mid-stream
+// `verify` says identical; `status` shows the lag while a writes, and it drains; an
+// unpaired key is refused; killing either node mid-stream
 // and restarting it resumes without a full re-copy.
 // Needs root; brings the lab up when it is not running and starts the nodes with
 // deploy/lab/nodes.sh.
@@ -10,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -100,6 +102,48 @@ TEST_F(NodeTest, StandbyReachesInSyncAndVerifyIsIdentical) {
   EXPECT_EQ(status["peer"]["state"], "connected") << status.dump();
   auto standby = json("b", {"status"});
   EXPECT_EQ(standby["role"], "standby");
+}
+
+// While the active side writes, `ferry status` shows the standby behind (mirroring,
+// lag in bytes or ms, a throughput), and once the writing stops the lag drains to zero.
+// Sampled inside a (a lab exec per sample would be slower than the write).
+TEST_F(NodeTest, StatusShowsTheLagWhileWritingAndItDrains) {
+  const std::string f = kTestDir + "/lag";
+  ASSERT_EQ(flushAndVerify()["identical"], true);
+  auto samples = sh(
+      "a",
+      "rm -f " + f + ".done; (head -c 400000000 /dev/urandom > " + f + "; touch " + f +
+          ".done) >/dev/null 2>&1 & for i in $(seq 40); do ferry status --output json | tr -d '\\n'; echo; "
+          "sleep 0.05; done",
+      120s);
+  ASSERT_TRUE(samples.success()) << samples.err;
+  bool saw_mirroring = false;
+  bool saw_lag = false;
+  bool saw_rate = false;
+  std::istringstream lines(samples.out);
+  for (std::string line; std::getline(lines, line);) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.contains("replica")) continue;
+    const auto& r = j["replica"];
+    saw_mirroring |= r.value("state", "") == "mirroring";
+    saw_lag |= r.value("replica_lag_bytes", 0) > 0 || r.value("replica_lag_ms", 0) > 0;
+    saw_rate |= j.value("throughput_bytes_per_s", 0) > 0;
+  }
+  EXPECT_TRUE(saw_mirroring) << samples.out;
+  EXPECT_TRUE(saw_lag) << samples.out;
+  EXPECT_TRUE(saw_rate) << samples.out;
+  // The writer ends; the standby catches up and says so.
+  auto waited = sh("a",
+                   "for i in $(seq 600); do test -e " + f + ".done && break; sleep 0.1; done; test -e " + f +
+                       ".done && ferry status --wait in-sync --timeout 120 >/dev/null",
+                   180s);
+  ASSERT_TRUE(waited.success()) << waited.out << waited.err;
+  auto done = json("a", {"status"});
+  EXPECT_EQ(done["replica"]["state"], "in-sync") << done.dump();
+  EXPECT_EQ(done["replica"]["replica_lag_bytes"], 0) << done.dump();
+  EXPECT_EQ(done["replica"]["replica_lag_ms"], 0) << done.dump();
+  EXPECT_EQ(flushAndVerify()["identical"], true);
+  sh("a", "rm -f " + f + " " + f + ".done");
 }
 
 // verify compares more than once on a live service, flushing in between; a real

@@ -295,6 +295,9 @@ struct Node::Impl final : public MigrationEnv {
         impl_.sync_bytes += bytes;
       }
       sent_ += bytes;
+      // A long round (an initial copy: minutes on a slow link) runs inside one loop
+      // turn: refresh `ferry status` from here too (rate-limited like the loop's).
+      if (Clock::now() - impl_.last_publish >= kPublishInterval) impl_.publish(impl_.link->stats());
       if (auto* block = std::get_if<sync::Block>(&message); block != nullptr && bundle_) {
         held_bytes_ += block->bytes.size() + block->path.size();
         held_.push_back(std::move(*block));
