@@ -1,7 +1,6 @@
 #include "ferry/checkpoint/criu_stats.h"
 
 #include <algorithm>
-#include <charconv>
 
 #include "tar_header.h"
 
@@ -113,31 +112,14 @@ std::string field(const std::string& block, std::size_t at, std::size_t len) {
   return std::string(f.substr(0, f.find('\0')));
 }
 
-// "LEN key=value\n" records.
+// A PAX header's "path" and "size" for the next member (a malformed record ends it).
 void parsePax(std::string_view data, std::string& path, std::optional<std::uint64_t>& size) {
-  std::size_t pos = 0;
-  while (pos < data.size()) {
-    auto space = data.find(' ', pos);
-    if (space == std::string_view::npos) return;
-    std::size_t len = 0;
-    auto [p, ec] = std::from_chars(data.data() + pos, data.data() + space, len);
-    if (ec != std::errc() || p != data.data() + space || len <= space - pos + 1 || pos + len > data.size())
-      return;
-    std::string_view record = data.substr(space + 1, pos + len - space - 1);
-    if (!record.empty() && record.back() == '\n') record.remove_suffix(1);
-    auto eq = record.find('=');
-    if (eq != std::string_view::npos) {
-      auto key = record.substr(0, eq);
-      auto value = record.substr(eq + 1);
-      if (key == "path") path = std::string(value);
-      if (key == "size") {
-        std::uint64_t v = 0;
-        auto [q, e2] = std::from_chars(value.data(), value.data() + value.size(), v);
-        if (e2 == std::errc() && q == value.data() + value.size()) size = v;
-      }
+  (void)tar::forEachPaxRecord(data, [&](std::string_view key, std::string_view value) {
+    if (key == "path") path = std::string(value);
+    if (key == "size") {
+      if (auto v = tar::paxNumber(value)) size = v;
     }
-    pos += len;
-  }
+  });
 }
 
 }  // namespace

@@ -1,7 +1,6 @@
 #include "ferry/checkpoint/tar_end.h"
 
 #include <algorithm>
-#include <charconv>
 
 #include "tar_header.h"
 
@@ -127,33 +126,24 @@ void TarEndTracker::onHeader() {
 
 // A PAX extended header: "LEN key=value\n" records; "size" applies to the next member.
 void TarEndTracker::onRecordDone() {
-  std::string_view data = record_;
-  std::size_t pos = 0;
-  while (pos < data.size()) {
-    auto space = data.find(' ', pos);
-    std::size_t len = 0;
-    if (space != std::string_view::npos) {
-      auto [p, ec] = std::from_chars(data.data() + pos, data.data() + space, len);
-      if (ec != std::errc() || p != data.data() + space) space = std::string_view::npos;
-    }
-    if (space == std::string_view::npos || len <= space - pos + 1 || len > data.size() - pos ||
-        data[pos + len - 1] != '\n') {
-      fail("a PAX record at byte " + std::to_string(pos) + " of its header is malformed");
-      return;
-    }
-    std::string_view rec = data.substr(space + 1, pos + len - space - 2);
-    auto eq = rec.find('=');
-    if (eq != std::string_view::npos && rec.substr(0, eq) == "size") {
-      auto value = rec.substr(eq + 1);
-      std::uint64_t v = 0;
-      auto [q, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
-      if (ec != std::errc() || q != value.data() + value.size()) {
-        fail("a PAX size record is not a number");
-        return;
-      }
+  bool bad_size = false;
+  auto malformed = tar::forEachPaxRecord(record_, [&](std::string_view key, std::string_view value) {
+    if (key != "size" || bad_size) return;
+    auto v = tar::paxNumber(value);
+    if (v) {
       next_size_ = v;
+    } else {
+      bad_size = true;
     }
-    pos += len;
+  });
+  // A bad size before any malformed record is what a reader meets first.
+  if (bad_size) {
+    fail("a PAX size record is not a number");
+    return;
+  }
+  if (malformed) {
+    fail("a PAX record at byte " + std::to_string(*malformed) + " of its header is malformed");
+    return;
   }
   record_.clear();
 }

@@ -40,4 +40,32 @@ bool checksumMatches(std::string_view block) {
   return stored && (*stored == sum || static_cast<std::int64_t>(*stored) == signed_sum);
 }
 
+std::optional<std::size_t> forEachPaxRecord(
+    std::string_view data, const std::function<void(std::string_view key, std::string_view value)>& record) {
+  std::size_t pos = 0;
+  while (pos < data.size()) {
+    auto space = data.find(' ', pos);
+    std::size_t len = 0;
+    if (space != std::string_view::npos) {
+      auto [p, ec] = std::from_chars(data.data() + pos, data.data() + space, len);
+      if (ec != std::errc() || p != data.data() + space) space = std::string_view::npos;
+    }
+    if (space == std::string_view::npos || len <= space - pos + 1 || len > data.size() - pos ||
+        data[pos + len - 1] != '\n')
+      return pos;
+    std::string_view rec = data.substr(space + 1, pos + len - space - 2);
+    auto eq = rec.find('=');
+    if (eq != std::string_view::npos) record(rec.substr(0, eq), rec.substr(eq + 1));
+    pos += len;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::uint64_t> paxNumber(std::string_view value) {
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+  if (ec != std::errc() || p != value.data() + value.size()) return std::nullopt;
+  return v;
+}
+
 }  // namespace ferry::checkpoint::tar
