@@ -170,6 +170,7 @@ std::string FakeHttpServer::route(const std::string& method, const std::string& 
       id = next_id_++;
       table_.push_back({form["writer"], {id, seq}});
     }
+    writes_committed_.fetch_add(1);
     if (mode == Mode::kCommitNoAnswer) answer = false;
     return response(200, "OK",
                     R"({"ok":true,"writer":")" + form["writer"] + R"(","seq":)" + std::to_string(seq) +

@@ -40,6 +40,10 @@ class FakeHttpServer {
 
   void setSessionValid(bool valid) { session_valid_.store(valid); }
 
+  // Writes committed so far, answered or not: lets a test wait for the writer instead
+  // of sleeping for it.
+  [[nodiscard]] std::int64_t writesCommitted() const { return writes_committed_.load(); }
+
   // The writes table.
   std::vector<std::pair<std::int64_t, std::int64_t>> rows(const std::string& writer);
   bool deleteRow(const std::string& writer, std::int64_t seq);
@@ -66,6 +70,7 @@ class FakeHttpServer {
   std::atomic<int> current_{0};
   std::atomic<std::int64_t> switched_ns_{0};
   std::atomic<bool> session_valid_{true};
+  std::atomic<std::int64_t> writes_committed_{0};
   std::mutex mu_;
   std::vector<std::pair<std::string, std::pair<std::int64_t, std::int64_t>>> table_;  // writer, (id, seq)
   std::int64_t next_id_ = 1;
