@@ -1,4 +1,6 @@
 // ferry node run | status | sync --flush | verify
+#include <malloc.h>
+
 #include <chrono>
 #include <csignal>
 #include <iostream>
@@ -44,9 +46,22 @@ Result<nlohmann::json> ask(const NodeFlags& f, nlohmann::json request) {
   return reply;
 }
 
+// The daemon's buffers of a megabyte or more (ZeroMQ frames, block bundles, archive
+// chunks) come and go at link speed. glibc's defaults give each back to the kernel (an
+// mmap per buffer from 128 KiB up, and the heap's top trimmed once 128 KiB are free), so
+// every page of the next one is a fresh page fault: about 20 µs each on a VM
+// (docs/BENCHMARKS.md, "the standby's page faults"). Keep up to 64 MiB for reuse.
+void keepLargeBuffers() {
+  constexpr int kMiB = 1 << 20;
+  mallopt(M_MMAP_THRESHOLD, 32 * kMiB);
+  mallopt(M_TRIM_THRESHOLD, 64 * kMiB);
+  mallopt(M_TOP_PAD, 16 * kMiB);
+}
+
 int runNode(const NodeFlags& f) {
   auto config = node::loadConfig(f.config, /*missing_ok=*/false);
   if (!config) return fail(config.error().message(), kExitUsage);
+  keepLargeBuffers();
   log::setLevel(config->log_level);
   // Block the stop signals before any thread starts so that only sigwait sees them.
   sigset_t signals;
