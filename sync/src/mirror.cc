@@ -181,7 +181,8 @@ struct DirectoryMirror::Impl {
   Watcher watcher;
   std::map<std::string, Entry> entries;
   std::set<std::string> dirty, modified, walk_dirs;
-  bool full_walk = true;  // the first round walks everything
+  bool full_walk = true;              // the first round walks everything
+  std::uint64_t round_remaining = 0;  // file bytes the round under way has still to read
   std::uint64_t next_seq = 1;
   std::uint64_t acked_seq = 0;
   std::map<std::uint64_t, std::vector<std::string>> unacked;  // seq -> paths of the batch
@@ -684,6 +685,8 @@ struct DirectoryMirror::Impl {
     // 5. Send. If the link fails, everything this round looked at is looked at again
     //    after resume (paths of batches already begun are re-checked through resume()).
     Status sent = sendBatches(sink, final, structural, touched, tasks, batches, stats);
+    round_remaining = 0;
+    sink.roundRemaining(0);
     if (!sent.ok()) {
       dirty.insert(dirty_now.begin(), dirty_now.end());
       modified.insert(modified_now.begin(), modified_now.end());
@@ -701,9 +704,27 @@ struct DirectoryMirror::Impl {
     return stats;
   }
 
+  // The file bytes a chunk reads: its blocks (only the recorded ranges of a partial
+  // task), the last one cut at the end of the file.
+  std::uint64_t chunkBytes(const Task& t, const Chunk& c) const {
+    auto bytesOf = [&](std::uint64_t lo, std::uint64_t hi) -> std::uint64_t {
+      const std::uint64_t a = lo * opt.block_size;
+      const std::uint64_t b = std::min(hi * opt.block_size, t.local.size);
+      return b > a ? b - a : 0;
+    };
+    if (!t.partial) return bytesOf(c.first, c.last);
+    std::uint64_t n = 0;
+    for (const auto& [lo, hi] : t.blocks) n += bytesOf(std::max(lo, c.first), std::min(hi, c.last));
+    return n;
+  }
+
   Status sendBatches(DeltaSink& sink, bool final, std::vector<Message>& structural,
                      const std::set<std::string>& touched, std::vector<Task>& tasks,
                      const std::vector<std::vector<Chunk>>& batches, DeltaStats& stats) {
+    round_remaining = 0;
+    for (const auto& batch : batches)
+      for (const auto& c : batch) round_remaining += chunkBytes(tasks[c.task], c);
+    sink.roundRemaining(round_remaining);
     for (std::size_t k = 0; k < batches.size(); ++k) {
       std::uint64_t seq = next_seq++;
       BatchBegin begin{opt.epoch, seq, {}};
@@ -720,7 +741,14 @@ struct DirectoryMirror::Impl {
           FERRY_TRY(send(sink, std::move(m), stats));
           ++ops;
         }
-      for (auto& c : batches[k]) FERRY_TRY(sendChunk(sink, tasks[c.task], c, stats, ops));
+      for (auto& c : batches[k]) {
+        // sendChunk counts down the blocks it sends; the chunk's end settles the rest
+        // (blocks the replica had, a file that went away).
+        const std::uint64_t after = round_remaining - std::min(round_remaining, chunkBytes(tasks[c.task], c));
+        FERRY_TRY(sendChunk(sink, tasks[c.task], c, stats, ops));
+        round_remaining = after;
+        sink.roundRemaining(round_remaining);
+      }
       bool last = k + 1 == batches.size();
       unacked_info[seq] = {round_since, stats.bytes_sent - bytes_before};
       BatchEnd end;
@@ -870,6 +898,8 @@ struct DirectoryMirror::Impl {
       FERRY_TRY(send(sink, std::move(b), stats));
       ++ops;
       e.hashes[v.index] = v.hash;
+      round_remaining -= std::min<std::uint64_t>(round_remaining, v.length);
+      sink.roundRemaining(round_remaining);
       return okStatus();
     };
     e.tracked = task.tracked;

@@ -2,7 +2,7 @@
 // (standby) over the CURVE link. Changes of every kind arrive; `sync --flush` then
 // `verify` says identical; `status` shows the lag while a writes, and it drains; an
 // unpaired key is refused; killing either node mid-stream
-// and restarting it resumes without a full re-copy.
+// and restarting it resumes without a full re-copy; an initial copy shows what is left.
 // Needs root; brings the lab up when it is not running and starts the nodes with
 // deploy/lab/nodes.sh.
 #include <unistd.h>
@@ -253,6 +253,45 @@ TEST_F(NodeTest, KilledNodesResumeWithoutFullRecopy) {
   // its own restart (its counters start at zero when it starts).
   EXPECT_LT(after["replica"]["bytes_written"].get<uint64_t>(), 100'000'000u) << after.dump();
   (void)before;
+}
+
+// An initial copy is one long round: `status` says how much of it is not yet durable on
+// the standby (sent and unacknowledged, plus what is still to send), and that figure
+// falls as the standby acknowledges each batch, not only when the copy ends.
+TEST_F(NodeTest, AnInitialCopyShowsWhatIsLeftAndItDrains) {
+  constexpr std::uint64_t kBytes = 600'000'000;  // more than two batches of 256 MiB
+  ASSERT_TRUE(nodesSh("stop").success());
+  ASSERT_TRUE(
+      sh("a", "head -c " + std::to_string(kBytes) + " /dev/urandom > " + kTestDir + "/initial").success());
+  ASSERT_TRUE(sh("b", "rm -rf " + kDataDir + " && mkdir -p " + kDataDir).success());
+  ASSERT_TRUE(nodesSh("reset").success());
+  ASSERT_TRUE(nodesSh("start").success());
+  auto samples = sh("a",
+                    "for i in $(seq 1200); do s=$(ferry status --output json | tr -d '\\n'); echo \"$s\"; "
+                    "case $s in *'\"in-sync\"'*) break;; esac; sleep 0.05; done",
+                    180s);
+  ASSERT_TRUE(samples.success()) << samples.err;
+  std::uint64_t most = 0;
+  bool drained_while_copying = false;
+  bool in_sync = false;
+  std::istringstream lines(samples.out);
+  for (std::string line; std::getline(lines, line);) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.contains("replica")) continue;
+    const auto& r = j["replica"];
+    const auto lag = r.value("replica_lag_bytes", std::uint64_t{0});
+    if (r.value("state", "") == "initial-sync") {
+      drained_while_copying |= lag > 0 && lag < most;
+      most = std::max(most, lag);
+    }
+    in_sync = r.value("state", "") == "in-sync" && lag == 0;
+  }
+  EXPECT_GE(most, kBytes) << "the copy's whole plan counts as behind from its start\n" << samples.out;
+  EXPECT_TRUE(drained_while_copying) << samples.out;
+  EXPECT_TRUE(in_sync) << samples.out;
+  auto v = flushAndVerify();
+  EXPECT_EQ(v["identical"], true) << v.dump();
+  sh("a", "rm -f " + kTestDir + "/initial");
 }
 
 }  // namespace

@@ -162,6 +162,8 @@ struct Node::Impl final : public MigrationEnv {
   Clock::time_point last_status_sent{};
   Clock::time_point last_publish{};
   std::map<uint64_t, std::pair<uint64_t, Clock::time_point>> unacked;  // seq -> (bytes, sent at)
+  uint64_t round_remaining = 0;             // file bytes the mirror's round under way has still to send
+  std::deque<protocol::Received> deferred;  // taken off the link mid-round, for the loop
   Clock::time_point dirty_since{};
   bool dirty = false;
   std::uint64_t mirror_epoch = 1;
@@ -297,7 +299,10 @@ struct Node::Impl final : public MigrationEnv {
       sent_ += bytes;
       // A long round (an initial copy: minutes on a slow link) runs inside one loop
       // turn: refresh `ferry status` from here too (rate-limited like the loop's).
-      if (Clock::now() - impl_.last_publish >= kPublishInterval) impl_.publish(impl_.link->stats());
+      if (Clock::now() - impl_.last_publish >= kPublishInterval) {
+        impl_.takeAcknowledgements();
+        impl_.publish(impl_.link->stats());
+      }
       if (auto* block = std::get_if<sync::Block>(&message); block != nullptr && bundle_) {
         held_bytes_ += block->bytes.size() + block->path.size();
         held_.push_back(std::move(*block));
@@ -307,6 +312,8 @@ struct Node::Impl final : public MigrationEnv {
       FERRY_TRY(finish());
       return impl_.sendWith([&](wire::Message::Builder m) { encodeSync(message, m); });
     }
+
+    void roundRemaining(std::uint64_t bytes) override { impl_.round_remaining = bytes; }
 
     // Sends the blocks still held (a round that ended without a BatchEnd).
     Status finish() {
@@ -494,26 +501,48 @@ struct Node::Impl final : public MigrationEnv {
         onConnected(stats);
       }
       serviceRequests();
-      auto received = link->receive(active() ? Millis(10) : Millis(50));
-      if (received) {
-        auto which = received->message().getBody().which();
-        if (isMigrationBody(which)) {
-          Status s = protocol::readGuarded("routing " + protocol::bodyName(which), [&]() -> Status {
-            return coordinator->route(std::move(*received));
-          });
-          if (!s) logger->warn("peer {}: {}", stats.peerNodeId, s.error().message());
-        } else {
-          Status s = protocol::readGuarded("handling " + protocol::bodyName(which),
-                                           [&]() -> Status { return handle(received->message()); });
-          if (!s) {
-            logger->warn("peer {}: {}", stats.peerNodeId, s.error().message());
-            setError(s.error().message());
-          }
-        }
+      if (!deferred.empty()) {
+        dispatch(std::move(deferred.front()), stats);
+        deferred.pop_front();
+      } else if (auto received = link->receive(active() ? Millis(10) : Millis(50)); received) {
+        dispatch(std::move(*received), stats);
       }
       if (active()) activeTick(stats);
       publish(stats);
       coordinator->reap();
+    }
+  }
+
+  void dispatch(protocol::Received received, const protocol::LinkStats& stats) {
+    auto which = received.message().getBody().which();
+    if (isMigrationBody(which)) {
+      Status s = protocol::readGuarded("routing " + protocol::bodyName(which),
+                                       [&]() -> Status { return coordinator->route(std::move(received)); });
+      if (!s) logger->warn("peer {}: {}", stats.peerNodeId, s.error().message());
+      return;
+    }
+    Status s = protocol::readGuarded("handling " + protocol::bodyName(which),
+                                     [&]() -> Status { return handle(received.message()); });
+    if (!s) {
+      logger->warn("peer {}: {}", stats.peerNodeId, s.error().message());
+      setError(s.error().message());
+    }
+  }
+
+  // From inside a long mirroring round (an initial copy is one round of minutes on a slow
+  // link): takes the standby's acknowledgements off the link, so the lag shown drains as
+  // batches become durable instead of at the round's end. Anything else, and everything
+  // after it, waits in order for the loop.
+  void takeAcknowledgements() {
+    for (;;) {
+      auto received = link->receive(Millis(0));
+      if (!received) return;
+      const bool ack = received->message().getBody().which() == W::BATCH_APPLIED;
+      if (ack && deferred.empty()) {
+        dispatch(std::move(*received), link->stats());
+      } else {
+        deferred.push_back(std::move(*received));
+      }
     }
   }
 
@@ -915,7 +944,9 @@ struct Node::Impl final : public MigrationEnv {
         unacked.erase(unacked.begin(), unacked.upper_bound(a.getSeq()));
         std::lock_guard lock(mu);
         last_acked_seq = mirror->lastAckedSeq();
-        if (!initial_done && last_acked_seq >= last_sent_seq && mirror->lastSentSeq() > 0)
+        // The mirror's own count: an acknowledgement taken mid-round must not end the
+        // initial copy with the round's later batches still to come.
+        if (!initial_done && mirror->lastSentSeq() > 0 && last_acked_seq >= mirror->lastSentSeq())
           initial_done = true;
         cv.notify_all();
         return okStatus();
@@ -1018,6 +1049,8 @@ struct Node::Impl final : public MigrationEnv {
     uint64_t lag_bytes = 0;
     int64_t lag_ms = 0;
     if (active()) {
+      // Sent and not yet durable on the standby, plus what the round has still to send.
+      lag_bytes = round_remaining;
       for (const auto& [seq, v] : unacked) lag_bytes += v.first;
       if (!unacked.empty()) lag_ms = msSince(unacked.begin()->second.second);
       if (dirty) lag_ms = std::max<int64_t>(lag_ms, msSince(dirty_since));

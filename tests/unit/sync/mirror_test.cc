@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <functional>
 
 #include <gtest/gtest.h>
@@ -271,6 +272,55 @@ TEST(Mirror, LargeFilesSplitAcrossBatches) {
   auto r = p.mirror->computeDelta(*p.link);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->batches, 3u);
+  EXPECT_EQ(differences(t.src(), t.dst()), "");
+}
+
+// Passes messages on and records what the round says it has left to send.
+class RemainingRecorder : public DeltaSink {
+ public:
+  explicit RemainingRecorder(DeltaSink& next) : next_(next) {}
+  Status send(Message message) override { return next_.send(std::move(message)); }
+  void roundRemaining(std::uint64_t bytes) override { seen.push_back(bytes); }
+  std::vector<std::uint64_t> seen;
+
+ private:
+  DeltaSink& next_;
+};
+
+TEST(Mirror, RoundCountsDownWhatItHasLeftToSend) {
+  TempTrees t;
+  writeFile(t.src() / "a", randomBytes(20 * kBlock + 100, 21));
+  writeFile(t.src() / "b", randomBytes(5 * kBlock, 22));
+  writeFile(t.src() / "empty", "");
+  MirrorOptions mo;
+  mo.max_batch_bytes = 8 * kBlock;  // several batches
+  mo.track_writes = false;          // whole changed files are re-read, on any kernel
+  Pair p(t, mo);
+
+  RemainingRecorder initial(*p.link);
+  auto r = p.mirror->computeDelta(initial);
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  EXPECT_GT(r->batches, 1u);
+  ASSERT_GE(initial.seen.size(), 3u);
+  EXPECT_EQ(initial.seen.front(), 25 * kBlock + 100);  // the whole plan, before anything is sent
+  EXPECT_TRUE(std::is_sorted(initial.seen.rbegin(), initial.seen.rend())) << "it only goes down";
+  EXPECT_TRUE(std::any_of(initial.seen.begin(), initial.seen.end(), [](auto b) {
+    return b > 0 && b < 25 * kBlock;
+  })) << "it counts down as blocks go, not only per round";
+  EXPECT_EQ(initial.seen.back(), 0u);
+
+  // One byte of b changed: the round re-reads b (whole, without write tracking) and
+  // sends one block; a's blocks are not in its plan.
+  writeAt(t.src() / "b", 2 * kBlock, "x");
+  RemainingRecorder delta(*p.link);
+  ASSERT_TRUE(p.mirror->computeDelta(delta).ok());
+  ASSERT_FALSE(delta.seen.empty());
+  EXPECT_EQ(delta.seen.front(), 5 * kBlock);
+  EXPECT_EQ(delta.seen.back(), 0u);
+
+  RemainingRecorder idle(*p.link);  // nothing changed: nothing planned
+  ASSERT_TRUE(p.mirror->computeDelta(idle).ok());
+  EXPECT_TRUE(std::all_of(idle.seen.begin(), idle.seen.end(), [](auto b) { return b == 0; }));
   EXPECT_EQ(differences(t.src(), t.dst()), "");
 }
 

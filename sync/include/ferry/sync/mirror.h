@@ -44,6 +44,10 @@ class DeltaSink {
  public:
   virtual ~DeltaSink() = default;
   virtual Status send(Message message) = 0;
+  // The file bytes the round under way has still to read and send: its whole plan when
+  // it starts, less every block as it goes, 0 when it ends (also when it fails). An
+  // initial copy is one long round; this is how `ferry status` shows what is left of it.
+  virtual void roundRemaining(std::uint64_t /*bytes*/) {}
 };
 
 struct MirrorOptions {
