@@ -30,13 +30,15 @@ test: build ## unit tests, sanitizer builds, a short libFuzzer run, then the pri
 test-unit: build ## unit tests only (fast, unprivileged)
 	ctest --test-dir $(BUILD) -L unit --output-on-failure -j $(JOBS)
 
+# The sanitized unit tests run in one process per core (tests/run_unit_shards.sh), not
+# one per test: a sanitized test binary takes about a second to start.
 test-sanitizers: ## unit tests under ASan+UBSan and under TSan
 	cmake -S . -B $(BUILD)-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=address
 	cmake --build $(BUILD)-asan -j $(JOBS) --target ferry_unit_tests
-	ctest --test-dir $(BUILD)-asan -L unit --output-on-failure -j $(JOBS)
+	tests/run_unit_shards.sh $(BUILD)-asan $(JOBS)
 	cmake -S . -B $(BUILD)-tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DFERRY_SANITIZE=thread
 	cmake --build $(BUILD)-tsan -j $(JOBS) --target ferry_unit_tests
-	TSAN_OPTIONS=halt_on_error=1 ctest --test-dir $(BUILD)-tsan -L unit --output-on-failure -j $(JOBS)
+	TSAN_OPTIONS=halt_on_error=1 tests/run_unit_shards.sh $(BUILD)-tsan $(JOBS)
 
 test-integration: build ## lab integration tests: real namespaces, Podman, runc, CRIU (root); the lab is taken down after
 	status=0; ctest --test-dir $(BUILD) -L integration --output-on-failure || status=$$?; \
