@@ -166,7 +166,7 @@ void report(const char* mode, uint64_t count, size_t size, std::vector<Run> runs
 
 int main(int argc, char** argv) {
   uint64_t count = 4000;
-  size_t size = 64 * 1024;
+  size_t size = size_t{64} * 1024;
   int runs = 5;
   std::string mode = "all";
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -176,7 +176,7 @@ int main(int argc, char** argv) {
     else if (flag == "--size")
       size = std::strtoull(argv[i + 1], nullptr, 10);
     else if (flag == "--runs")
-      runs = std::atoi(argv[i + 1]);
+      runs = static_cast<int>(std::strtol(argv[i + 1], nullptr, 10));
     else if (flag == "--mode")
       mode = argv[i + 1];
     else {
@@ -191,6 +191,7 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(count), size, runs, std::thread::hardware_concurrency());
   auto many = [&](auto fn) {
     std::vector<Run> v;
+    v.reserve(static_cast<std::size_t>(runs));
     for (int r = 0; r < runs; ++r) v.push_back(fn());
     return v;
   };

@@ -429,13 +429,13 @@ class BpfRunTime {
   void loaded() {
     mine_.clear();
     for (std::uint32_t id : ids())
-      if (!before_.count(id)) mine_.insert(id);
+      if (!before_.contains(id)) mine_.insert(id);
   }
   // Names of BPF programs loaded by others right now (another ferry node's tracker...).
   [[nodiscard]] std::set<std::string> foreign() const {
     std::set<std::string> out;
     for (std::uint32_t id : ids()) {
-      if (mine_.count(id)) continue;
+      if (mine_.contains(id)) continue;
       int fd = bpf_prog_get_fd_by_id(id);
       if (fd < 0) continue;
       bpf_prog_info info{};

@@ -203,12 +203,12 @@ Result<ContainerInfo> parseInspect(std::string_view text) {
       for (const auto& [key, bindings] : pb->items()) {
         // "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "80"}]
         auto slash = key.find('/');
-        int cport = std::atoi(key.substr(0, slash).c_str());
+        const auto cport = std::strtol(key.substr(0, slash).c_str(), nullptr, 10);
         std::string proto = slash == std::string::npos ? "tcp" : key.substr(slash + 1);
         if (!bindings.is_array()) continue;
         for (const auto& b : bindings) {
           if (!b.is_object()) continue;
-          int hport = std::atoi(b.value("HostPort", "0").c_str());
+          const auto hport = std::strtol(b.value("HostPort", "0").c_str(), nullptr, 10);
           if (cport <= 0 || cport > 65535 || hport < 0 || hport > 65535) continue;
           c.ports.push_back({proto, static_cast<std::uint16_t>(cport), b.value("HostIp", ""),
                              static_cast<std::uint16_t>(hport)});

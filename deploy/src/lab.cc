@@ -131,7 +131,7 @@ Result<int> holderPid(const std::string& host, const fs::path& run_dir) {
       makeError("lab host '" + host + "' is not running", "run 'ferry lab up' first (as root)");
   auto text = readFile(run_dir / "hosts" / host / "pid");
   if (!text.ok()) return not_running;
-  int pid = std::atoi(text->c_str());
+  const int pid = static_cast<int>(std::strtol(text->c_str(), nullptr, 10));
   if (pid <= 0) return not_running;
   auto cmdline = readFile(fs::path("/proc") / std::to_string(pid) / "cmdline");
   if (!cmdline.ok() || cmdline->rfind("ferry-lab-holder:" + host + std::string(1, '\0'), 0) != 0)

@@ -7,9 +7,9 @@
 typedef unsigned long long ft_u64;
 typedef unsigned int ft_u32;
 #else
-#include <stdint.h>
-typedef uint64_t ft_u64;
-typedef uint32_t ft_u32;
+#include <cstdint>
+typedef std::uint64_t ft_u64;
+typedef std::uint32_t ft_u32;
 #endif
 
 /* A file as the filesystem that stores it names it: the superblock's dev_t in the

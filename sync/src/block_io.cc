@@ -18,7 +18,7 @@
 namespace ferry::sync::detail {
 namespace {
 
-constexpr std::size_t kReadChunk = 1024 * 1024;  // one pread covers up to 1 MiB of data blocks
+constexpr std::size_t kReadChunk = std::size_t{1} << 20;  // one pread covers up to 1 MiB of data blocks
 
 const std::vector<std::uint8_t>& zeros(std::size_t n) {
   static std::mutex mu;

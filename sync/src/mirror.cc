@@ -442,7 +442,7 @@ struct DirectoryMirror::Impl {
         std::string p = std::move(work.back());
         work.pop_back();
         if (!scope.insert(p).second) continue;
-        if (!local.count(p)) {
+        if (!local.contains(p)) {
           if (auto l = statPath(p)) local[p] = std::move(*l);
         }
         auto li = local.find(p);
@@ -453,7 +453,7 @@ struct DirectoryMirror::Impl {
           for (auto it = entries.lower_bound(p + "/"); it != entries.end() && isUnder(it->first, p); ++it)
             work.push_back(it->first);
         }
-        if (li != local.end() && li->second.kind == FileKind::kDirectory && (!same || walk_now.count(p))) {
+        if (li != local.end() && li->second.kind == FileKind::kDirectory && (!same || walk_now.contains(p))) {
           std::map<std::string, Local> sub;
           walkTree(p, sub);
           for (auto& kv : sub) {
@@ -540,12 +540,12 @@ struct DirectoryMirror::Impl {
     for (int pass = 0; pass < 10000; ++pass) {
       bool progress = false;
       for (auto& d : new_dirs) {
-        if (dirs_done.count(d) || !parentPresent(d) || pendingSourceUnder(d)) continue;
+        if (dirs_done.contains(d) || !parentPresent(d) || pendingSourceUnder(d)) continue;
         createDir(d);
         progress = true;
       }
       for (auto& r : renames) {
-        if (r.done || !entries.count(r.from) || !parentPresent(r.to) || pendingSourceUnder(r.to)) continue;
+        if (r.done || !entries.contains(r.from) || !parentPresent(r.to) || pendingSourceUnder(r.to)) continue;
         bool blocked = false;
         for (auto& o : renames)
           if (!o.done && &o != &r && isUnder(o.from, r.to)) blocked = true;
@@ -564,7 +564,7 @@ struct DirectoryMirror::Impl {
       if (!r.done)
         log::get("sync")->debug("rename {} -> {} not expressible in order; re-sending", r.from, r.to);
     for (auto& d : new_dirs)  // parents first (sorted); only left over by a dropped rename
-      if (!dirs_done.count(d)) createDir(d);
+      if (!dirs_done.contains(d)) createDir(d);
 
     std::vector<Task> tasks;
     std::vector<std::string> deletes;
@@ -582,7 +582,7 @@ struct DirectoryMirror::Impl {
       }
       switch (l.kind) {
         case FileKind::kDirectory:
-          if (ei != entries.end() && !dirs_done.count(p) &&
+          if (ei != entries.end() && !dirs_done.contains(p) &&
               (ei->second.mode != l.mode || ei->second.uid != l.uid || ei->second.gid != l.gid)) {
             structural.emplace_back(metaOf(p, l));
             touched.insert(p);
@@ -608,14 +608,14 @@ struct DirectoryMirror::Impl {
               (ei->second.ino != l.ino || ei->second.dev != l.dev))
             untrack(ei->second);  // replaced by another file
           bool tracked = ei != entries.end() && ei->second.tracked;
-          bool content = ei == entries.end() || modified_now.count(p) || ei->second.size != l.size ||
+          bool content = ei == entries.end() || modified_now.contains(p) || ei->second.size != l.size ||
                          ei->second.mtime_ns != l.mtime_ns ||
                          (ei->second.ino != 0 && ei->second.ino != l.ino) || ei->second.ino == 0;
           bool meta_only_mtime = false;
           if (tracked) {
             // The tracker is authoritative for content: re-read the recorded ranges, and the
             // tail when the size changed; an mtime change alone is metadata.
-            content = pending_whole.count(p) || pending_ranges.count(p) || ei->second.size != l.size;
+            content = pending_whole.contains(p) || pending_ranges.contains(p) || ei->second.size != l.size;
             meta_only_mtime = !content && ei->second.mtime_ns != l.mtime_ns;
           }
           if (content) {
@@ -638,7 +638,7 @@ struct DirectoryMirror::Impl {
     std::string last_deleted;
     for (auto& p : deletes) {
       if (!last_deleted.empty() && isUnder(p, last_deleted)) continue;
-      if (!entries.count(p)) continue;
+      if (!entries.contains(p)) continue;
       emitDelete(p);
       last_deleted = p;
     }
@@ -759,7 +759,7 @@ struct DirectoryMirror::Impl {
       end.source_lag_ms = static_cast<std::uint64_t>(
           std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - round_since).count());
       end.final = final && last;
-      FERRY_TRY(send(sink, std::move(end), stats));
+      FERRY_TRY(send(sink, end, stats));
       ++stats.batches;
     }
     return okStatus();
@@ -957,7 +957,7 @@ DirectoryMirror::DirectoryMirror(std::unique_ptr<Impl> impl) : impl_(std::move(i
 DirectoryMirror::~DirectoryMirror() = default;
 
 Result<std::unique_ptr<DirectoryMirror>> DirectoryMirror::open(const std::filesystem::path& root,
-                                                               MirrorOptions options) {
+                                                               const MirrorOptions& options) {
   struct stat st {};
   if (::stat(root.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return makeError("cannot mirror " + root.string() + ": not a directory",

@@ -349,6 +349,7 @@ class Target {
     json stats = json::object();
     Clock::time_point last_done = started;
     std::vector<std::thread> threads;
+    threads.reserve(refs.size());
     for (const auto& r : refs) {
       threads.emplace_back([&, r] {
         checkpoint::RestoreOptions o;

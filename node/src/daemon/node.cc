@@ -45,12 +45,11 @@ using Clock = std::chrono::steady_clock;
 using W = wire::Message::Body::Which;
 using json = nlohmann::json;
 
-constexpr Millis kSendTimeout{10000};       // a send that waits longer than this means the peer is gone
-constexpr Millis kRoundInterval{50};        // how often the active node looks for changes
-constexpr Millis kStatusInterval{1000};     // active -> standby status updates
-constexpr Millis kPublishInterval{100};     // how fresh `ferry status` is
-constexpr Millis kInboxPushTimeout{30000};  // a migration thread this far behind has failed
-constexpr Millis kVerifyRetryPause{500};    // a standby's verify waits this long before comparing again
+constexpr Millis kSendTimeout{10000};     // a send that waits longer than this means the peer is gone
+constexpr Millis kRoundInterval{50};      // how often the active node looks for changes
+constexpr Millis kStatusInterval{1000};   // active -> standby status updates
+constexpr Millis kPublishInterval{100};   // how fresh `ferry status` is
+constexpr Millis kVerifyRetryPause{500};  // a standby's verify waits this long before comparing again
 constexpr std::size_t kHashesPerMessage = 200000;  // 1.6 MB of hashes per FileHashes message
 constexpr std::size_t kManifestEntriesPerMessage = 2000;
 

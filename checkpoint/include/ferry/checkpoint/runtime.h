@@ -62,7 +62,7 @@ struct ContainerInfo {
 };
 
 // `podman inspect NAME` (a JSON array with one object).
-Result<ContainerInfo> parseInspect(std::string_view json);
+Result<ContainerInfo> parseInspect(std::string_view text);
 
 // `--print-stats` of `podman container checkpoint` / `restore`. Times in milliseconds.
 struct CheckpointStats {
@@ -84,8 +84,8 @@ struct RestoreStats {
   std::uint64_t pages_restored = 0;
   nlohmann::json raw;
 };
-Result<CheckpointStats> parseCheckpointStats(std::string_view json);
-Result<RestoreStats> parseRestoreStats(std::string_view json);
+Result<CheckpointStats> parseCheckpointStats(std::string_view text);
+Result<RestoreStats> parseRestoreStats(std::string_view text);
 nlohmann::json toJson(const CheckpointStats& stats);
 nlohmann::json toJson(const RestoreStats& stats);
 

@@ -100,7 +100,7 @@ class DirectoryMirror {
  public:
   // Opens `root`. Watches are added, and data read, by the first round (a full walk).
   static Result<std::unique_ptr<DirectoryMirror>> open(const std::filesystem::path& root,
-                                                       MirrorOptions options = {});
+                                                       const MirrorOptions& options = {});
   ~DirectoryMirror();
   DirectoryMirror(const DirectoryMirror&) = delete;
   DirectoryMirror& operator=(const DirectoryMirror&) = delete;

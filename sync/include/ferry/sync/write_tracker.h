@@ -22,7 +22,8 @@ namespace ferry::sync {
 struct FileId {
   std::uint64_t dev = 0;
   std::uint64_t ino = 0;
-  auto operator<=>(const FileId&) const = default;
+  auto operator<=>(const FileId&) const =
+      default;  // NOLINT(modernize-use-nullptr): clang-tidy 14 misreads it
 };
 
 inline constexpr std::uint64_t kToEof = ~0ull;
