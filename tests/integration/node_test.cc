@@ -60,6 +60,18 @@ nlohmann::json flushAndVerify() {
   return json("a", {"verify", "--timeout", "300"});
 }
 
+// The `ferry status --output json` samples of a sampling loop, one per line: those that
+// parse and have a replica section.
+std::vector<nlohmann::json> statusSamples(const std::string& out) {
+  std::vector<nlohmann::json> samples;
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    if (!j.is_discarded() && j.contains("replica")) samples.push_back(std::move(j));
+  }
+  return samples;
+}
+
 std::string firstWord(const std::string& path) {
   std::ifstream in(path);
   std::string w;
@@ -120,10 +132,7 @@ TEST_F(NodeTest, StatusShowsTheLagWhileWritingAndItDrains) {
   bool saw_mirroring = false;
   bool saw_lag = false;
   bool saw_rate = false;
-  std::istringstream lines(samples.out);
-  for (std::string line; std::getline(lines, line);) {
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.contains("replica")) continue;
+  for (const auto& j : statusSamples(samples.out)) {
     const auto& r = j["replica"];
     saw_mirroring |= r.value("state", "") == "mirroring";
     saw_lag |= r.value("replica_lag_bytes", 0) > 0 || r.value("replica_lag_ms", 0) > 0;
@@ -274,10 +283,7 @@ TEST_F(NodeTest, AnInitialCopyShowsWhatIsLeftAndItDrains) {
   std::uint64_t most = 0;
   bool drained_while_copying = false;
   bool in_sync = false;
-  std::istringstream lines(samples.out);
-  for (std::string line; std::getline(lines, line);) {
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.contains("replica")) continue;
+  for (const auto& j : statusSamples(samples.out)) {
     const auto& r = j["replica"];
     const auto lag = r.value("replica_lag_bytes", std::uint64_t{0});
     if (r.value("state", "") == "initial-sync") {
