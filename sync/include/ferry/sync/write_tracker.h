@@ -22,8 +22,8 @@ namespace ferry::sync {
 struct FileId {
   std::uint64_t dev = 0;
   std::uint64_t ino = 0;
-  auto operator<=>(const FileId&) const =
-      default;  // NOLINT(modernize-use-nullptr): clang-tidy 14 misreads it
+  // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy 14 misreads a defaulted <=>
+  auto operator<=>(const FileId&) const = default;
 };
 
 inline constexpr std::uint64_t kToEof = ~0ull;
