@@ -91,6 +91,8 @@ class PeerLinkImpl final : public PeerLink {
     limits_.maxFrameBytes = cfg_.maxMessageBytes;
     wakeEndpoint_ = "inproc://ferry-link-wake-" + std::to_string(id_);
     backoff_ = cfg_.reconnectMin;
+    maxGranted_ = cfg_.windowBytes;
+    stats_.grantedWindowBytes = cfg_.windowBytes;
   }
 
   ~PeerLinkImpl() override { stop(); }
@@ -541,6 +543,39 @@ class PeerLinkImpl final : public PeerLink {
     (void)sendFrame(frame);
   }
 
+  // ---- credit sized by the link's rate (link thread only) ----------------------
+
+  // Starts a new period for every windowTime gone by; after a long quiet spell all of
+  // them read 0.
+  void rotatePeriods(Clock::time_point now) {
+    if (rxPeriodStart_ == Clock::time_point{}) rxPeriodStart_ = now;
+    for (size_t n = 0; now - rxPeriodStart_ >= cfg_.windowTime; ++n) {
+      if (n == rxPeriods_.size()) {
+        rxPeriodStart_ = now;
+        break;
+      }
+      std::rotate(rxPeriods_.rbegin(), rxPeriods_.rbegin() + 1, rxPeriods_.rend());
+      rxPeriods_.front() = 0;
+      rxPeriodStart_ += cfg_.windowTime;
+    }
+  }
+
+  void noteReceived(uint64_t bytes, Clock::time_point now) {
+    rotatePeriods(now);
+    rxPeriods_.front() += bytes;
+  }
+
+  // What the busiest recent period brought, within [windowBytes, maxWindowBytes].
+  uint64_t grantBytes(Clock::time_point now) {
+    rotatePeriods(now);
+    const uint64_t busiest = *std::max_element(rxPeriods_.begin(), rxPeriods_.end());
+    const uint64_t grant = std::clamp(busiest, cfg_.windowBytes, cfg_.maxWindowBytes);
+    std::lock_guard<std::mutex> lock(mu_);
+    maxGranted_ = std::max(maxGranted_, grant);
+    stats_.grantedWindowBytes = grant;
+    return grant;
+  }
+
   void sendAckCredit() {
     uint64_t epoch = 0;
     uint64_t delivered = 0;
@@ -563,7 +598,7 @@ class PeerLinkImpl final : public PeerLink {
     auto credit = b.initRoot<wire::Message>().getBody().initCredit();
     credit.setEpoch(epoch);
     credit.setThroughSeq(delivered);
-    credit.setWindowBytes(cfg_.windowBytes);
+    credit.setWindowBytes(grantBytes(Clock::now()));
     credit.setWindowMessages(cfg_.windowMessages);
     sendControl(b);
   }
@@ -878,8 +913,8 @@ class PeerLinkImpl final : public PeerLink {
       inboxBytes_ += bytes;
       stats_.inboxBytes = inboxBytes_;
       stats_.maxInboxBytes = std::max(stats_.maxInboxBytes, inboxBytes_);
-      if (seq - deliveredSeq_ > cfg_.windowMessages ||
-          inboxBytes_ > cfg_.windowBytes + cfg_.maxMessageBytes) {
+      noteReceived(bytes, Clock::now());
+      if (seq - deliveredSeq_ > cfg_.windowMessages || inboxBytes_ > maxGranted_ + cfg_.maxMessageBytes) {
         ++stats_.creditViolations;
       }
       inbox_.push_back(Received{epoch, seq, std::move(frame)});
@@ -990,6 +1025,11 @@ class PeerLinkImpl final : public PeerLink {
   uint64_t deliveredSeq_ = 0;
   uint64_t ackSentSeq_ = 0;
   uint64_t consumedSinceAck_ = 0;
+  uint64_t maxGranted_ = 0;  // the largest credit granted: more in the inbox is a violation
+
+  // Link thread only: bytes received in each of the last windowTime periods, newest first.
+  std::array<uint64_t, 4> rxPeriods_{};
+  Clock::time_point rxPeriodStart_{};
 
   // Link thread only.
   zmq::socket_t wakeRx_, net_, mon_;
@@ -1013,10 +1053,12 @@ Result<std::unique_ptr<PeerLink>> PeerLink::start(PeerLinkConfig config) {
     return makeError("peer link: the peer's public key is missing or invalid",
                      "pair first: ferry pair --peer-key KEY --name NAME");
   }
-  if (config.windowBytes == 0 || config.windowMessages == 0 ||
-      config.maxBufferedBytes < config.maxMessageBytes) {
+  if (config.windowBytes == 0 || config.windowMessages == 0 || config.maxWindowBytes < config.windowBytes ||
+      config.windowTime.count() <= 0 || config.maxBufferedBytes < config.maxMessageBytes) {
     return makeError(
-        "peer link: windowBytes and windowMessages must be positive and maxBufferedBytes ≥ maxMessageBytes");
+        "peer link: windowBytes, windowMessages and windowTime must be positive, maxWindowBytes ≥ "
+        "windowBytes "
+        "and maxBufferedBytes ≥ maxMessageBytes");
   }
   auto link = std::make_unique<PeerLinkImpl>(std::move(config));
   FERRY_TRY(link->startThread());

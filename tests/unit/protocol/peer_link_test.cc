@@ -211,7 +211,8 @@ TEST(PeerLink, ListenerWithoutPairedPeersRefusesToStart) {
 TEST(PeerLink, CreditCapsBytesInFlightWithASlowReceiver) {
   Pair p;
   PeerLinkConfig sc = p.server();
-  sc.windowBytes = 256 * 1024;  // the receiver grants 256 KiB
+  sc.windowBytes = 256 * 1024;  // the receiver grants 256 KiB, whatever the rate
+  sc.maxWindowBytes = sc.windowBytes;
   sc.windowMessages = 1000;
   auto server = startLink(sc);
   ASSERT_TRUE(server);
@@ -239,10 +240,51 @@ TEST(PeerLink, CreditCapsBytesInFlightWithASlowReceiver) {
   EXPECT_EQ(s.creditViolations, 0u);
 }
 
+TEST(PeerLink, CreditFollowsTheReceivingRateWithinItsBoundsAndFallsBackWhenQuiet) {
+  Pair p;
+  PeerLinkConfig sc = p.server();
+  sc.windowBytes = 64 * 1024;       // at least 64 KiB
+  sc.maxWindowBytes = 1024 * 1024;  // at most 1 MiB
+  sc.windowTime = 100ms;
+  auto server = startLink(sc);
+  ASSERT_TRUE(server);
+  auto client = startLink(p.client(server->endpoint()));
+  ASSERT_TRUE(client);
+  ASSERT_TRUE(client->waitConnected(5s).ok());
+  EXPECT_EQ(server->stats().grantedWindowBytes, sc.windowBytes);
+
+  // A receiver that keeps up: 16 MiB arrive far faster than 64 KiB per 100 ms.
+  constexpr uint64_t kCount = 1024;
+  constexpr size_t kBlock = 16 * 1024;
+  std::jthread sender([&] {
+    for (uint64_t i = 1; i <= kCount; ++i) ASSERT_TRUE(sendBlock(*client, i, kBlock, 20s).ok());
+  });
+  uint64_t most_granted = 0;
+  for (uint64_t i = 1; i <= kCount; ++i) {
+    auto r = server->receive(10s);
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    EXPECT_EQ(blockIndex(*r), i);
+    most_granted = std::max(most_granted, server->stats().grantedWindowBytes);
+  }
+  sender.join();
+  EXPECT_GT(most_granted, sc.windowBytes);
+  EXPECT_LE(most_granted, sc.maxWindowBytes);
+  EXPECT_LE(client->stats().maxInFlightBytes, sc.maxWindowBytes);
+  EXPECT_EQ(server->stats().creditViolations, 0u);
+
+  // Quiet for longer than the periods it remembers: back to the floor (granted with the
+  // next heartbeat).
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (server->stats().grantedWindowBytes != sc.windowBytes && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(server->stats().grantedWindowBytes, sc.windowBytes);
+}
+
 TEST(PeerLink, SendWaitsThenTimesOutWhenThePeerConsumesNothing) {
   Pair p;
   PeerLinkConfig sc = p.server();
   sc.windowBytes = 64 * 1024;
+  sc.maxWindowBytes = sc.windowBytes;
   auto server = startLink(sc);
   ASSERT_TRUE(server);
   PeerLinkConfig cc = p.client(server->endpoint());

@@ -56,14 +56,23 @@ struct PeerLinkConfig {
 
   Millis heartbeatInterval{1000};
   Millis peerTimeout{4000};  // silence after which the peer is considered dead
-  Millis reconnectMin{100};  // back-off between connection attempts, doubling up to reconnectMax
+  // Back-off between connection attempts, doubling up to reconnectMax: a node started
+  // just before its peer listens finds it within milliseconds of that.
+  Millis reconnectMin{10};
   Millis reconnectMax{5000};
   Millis ackInterval{50};  // acks and credit at least this often while receiving
 
   size_t maxMessageBytes = kDefaultMaxFrameBytes;  // larger frames are refused (ZMQ_MAXMSGSIZE too)
-  uint64_t windowBytes = uint64_t{8} << 20;        // what this side grants the peer
+  // Credit: what this side lets the peer have in flight beyond what its application has
+  // consumed. It is what arrived in the busiest `windowTime` of the last few, between
+  // windowBytes and maxWindowBytes: enough for the application to pause that long (the
+  // standby's fsyncs at a batch's end) without stalling a fast link, while on a slow
+  // link no more than that much time's worth queues ahead of the next message.
+  uint64_t windowBytes = uint64_t{8} << 20;
+  uint64_t maxWindowBytes = uint64_t{64} << 20;
+  Millis windowTime{250};
   uint32_t windowMessages = 1024;
-  uint64_t maxBufferedBytes = uint64_t{32} << 20;  // unacknowledged + unsent; send() waits beyond
+  uint64_t maxBufferedBytes = uint64_t{96} << 20;  // unacknowledged + unsent; send() waits beyond
   int highWaterMark = 4096;                        // ZeroMQ HWM: only a sanity bound
   Millis linger{200};
 };
@@ -91,8 +100,9 @@ struct LinkStats {
   uint64_t inFlightBytes = 0;    // sent beyond the peer's credit point
   uint64_t maxInFlightBytes = 0;
   uint64_t inboxBytes = 0, maxInboxBytes = 0;
-  uint64_t creditViolations = 0;  // the peer sent beyond our grant
-  uint64_t framesCopied = 0;      // received frames copied because libzmq's buffer was misaligned
+  uint64_t grantedWindowBytes = 0;  // the credit this side grants the peer now
+  uint64_t creditViolations = 0;    // the peer sent beyond our grant
+  uint64_t framesCopied = 0;        // received frames copied because libzmq's buffer was misaligned
 };
 
 // One delivered message.
