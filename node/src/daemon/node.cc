@@ -160,6 +160,7 @@ struct Node::Impl final : public MigrationEnv {
   Clock::time_point last_walk = Clock::now();  // the size/mtime safety net runs every scan_interval
   Clock::time_point last_status_sent{};
   Clock::time_point last_publish{};
+  int published_state = -1;  // the replica state in the snapshot (active: 0 initial, 1 mirroring, 2 in-sync)
   std::map<uint64_t, std::pair<uint64_t, Clock::time_point>> unacked;  // seq -> (bytes, sent at)
   uint64_t round_remaining = 0;             // file bytes the mirror's round under way has still to send
   std::deque<protocol::Received> deferred;  // taken off the link mid-round, for the loop
@@ -1041,10 +1042,18 @@ struct Node::Impl final : public MigrationEnv {
   // ---- status --------------------------------------------------------------------
   void publish(const protocol::LinkStats& stats) {
     auto now = Clock::now();
-    // The CLI reads a snapshot; rebuilding it every loop (10 ms) would be waste.
-    if (now - last_publish < kPublishInterval) return;
-    last_publish = now;
     int state = 2;
+    if (active()) {
+      bool caught_up = resumed && unacked.empty() && !dirty;
+      std::lock_guard lock(mu);
+      state = !initial_done ? 0 : (caught_up ? 2 : 1);
+    }
+    // The CLI reads a snapshot; rebuilding it every loop (10 ms) would be waste. A new
+    // replica state is shown at once: `ferry status --wait in-sync` is waiting for it
+    // (with the interval alone it learned of the end of an initial copy 0-100 ms late).
+    if (now - last_publish < kPublishInterval && state == published_state) return;
+    last_publish = now;
+    published_state = state;
     uint64_t lag_bytes = 0;
     int64_t lag_ms = 0;
     if (active()) {
@@ -1053,9 +1062,6 @@ struct Node::Impl final : public MigrationEnv {
       for (const auto& [seq, v] : unacked) lag_bytes += v.first;
       if (!unacked.empty()) lag_ms = msSince(unacked.begin()->second.second);
       if (dirty) lag_ms = std::max<int64_t>(lag_ms, msSince(dirty_since));
-      bool caught_up = resumed && unacked.empty() && !dirty;
-      std::lock_guard lock(mu);
-      state = !initial_done ? 0 : (caught_up ? 2 : 1);
     }
     json migration = json();
     if (auto running = coordinator->running(); running)
