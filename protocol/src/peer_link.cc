@@ -1056,9 +1056,8 @@ Result<std::unique_ptr<PeerLink>> PeerLink::start(PeerLinkConfig config) {
   if (config.windowBytes == 0 || config.windowMessages == 0 || config.maxWindowBytes < config.windowBytes ||
       config.windowTime.count() <= 0 || config.maxBufferedBytes < config.maxMessageBytes) {
     return makeError(
-        "peer link: windowBytes, windowMessages and windowTime must be positive, maxWindowBytes ≥ "
-        "windowBytes "
-        "and maxBufferedBytes ≥ maxMessageBytes");
+        "peer link: windowBytes, windowMessages and windowTime must be positive, "
+        "maxWindowBytes ≥ windowBytes and maxBufferedBytes ≥ maxMessageBytes");
   }
   auto link = std::make_unique<PeerLinkImpl>(std::move(config));
   FERRY_TRY(link->startThread());

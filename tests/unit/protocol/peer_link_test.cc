@@ -208,6 +208,32 @@ TEST(PeerLink, ListenerWithoutPairedPeersRefusesToStart) {
   EXPECT_NE(link.error().what.find("no paired peer"), std::string::npos);
 }
 
+struct BadCreditCase {
+  std::string name;
+  std::function<void(PeerLinkConfig&)> spoil;
+};
+
+class BadCreditSettings : public ::testing::TestWithParam<BadCreditCase> {};
+
+TEST_P(BadCreditSettings, AreRefusedAtStartWithWhatMustHold) {
+  Pair p;
+  PeerLinkConfig c = p.server();
+  GetParam().spoil(c);
+  auto link = PeerLink::start(c);
+  ASSERT_FALSE(link.ok());
+  EXPECT_NE(link.error().what.find("maxWindowBytes ≥ windowBytes"), std::string::npos) << link.error().what;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, BadCreditSettings,
+    ::testing::Values(BadCreditCase{"CapBelowFloor",
+                                    [](PeerLinkConfig& c) { c.maxWindowBytes = c.windowBytes - 1; }},
+                      BadCreditCase{"NoWindowTime", [](PeerLinkConfig& c) { c.windowTime = 0ms; }},
+                      BadCreditCase{"NoFloor", [](PeerLinkConfig& c) { c.windowBytes = 0; }},
+                      BadCreditCase{"BufferBelowAMessage",
+                                    [](PeerLinkConfig& c) { c.maxBufferedBytes = c.maxMessageBytes - 1; }}),
+    [](const ::testing::TestParamInfo<BadCreditCase>& param) { return param.param.name; });
+
 TEST(PeerLink, CreditCapsBytesInFlightWithASlowReceiver) {
   Pair p;
   PeerLinkConfig sc = p.server();
