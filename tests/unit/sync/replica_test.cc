@@ -321,5 +321,49 @@ TEST(Replica, NewSourceAgainstAPopulatedReplicaSendsOnlyDifferences) {
   EXPECT_EQ(p.link->counters().blocks, 1u);
 }
 
+// A big batch is made durable while it arrives (background syncs every 2 MiB of a file),
+// so its end has little left to sync; a replica that is not durable syncs nothing.
+struct DurableCase {
+  const char* name;
+  bool durable;
+  std::uint64_t file_bytes;
+  bool expect_background;
+};
+
+class ReplicaBackgroundSync : public ::testing::TestWithParam<DurableCase> {};
+
+TEST_P(ReplicaBackgroundSync, ABigBatchIsSyncedWhileItArrives) {
+  const auto& c = GetParam();
+  TempTrees t;
+  ReplicaOptions o;
+  o.durable = c.durable;
+  o.preserve_owner = false;
+  auto r = ReplicaWriter::open(t.dst(), t.stateFile(), o);
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  auto& rep = **r;
+  ASSERT_TRUE(rep.apply(BatchBegin{1, 1, {"ibdata1"}}).ok());
+  ASSERT_TRUE(rep.apply(fileMeta("ibdata1", c.file_bytes)).ok());
+  ASSERT_TRUE(rep.apply(Truncate{"ibdata1", c.file_bytes}).ok());
+  std::string content;
+  std::uint64_t ops = 2;
+  for (std::uint64_t off = 0; off < c.file_bytes; off += kBlock, ++ops) {
+    std::string block = randomBytes(kBlock, off);
+    content += block;
+    ASSERT_TRUE(rep.apply(rawBlock("ibdata1", off, block)).ok());
+  }
+  Status s = rep.apply(BatchEnd{1, 1, ops, false});
+  ASSERT_TRUE(s.ok()) << s.error().message();
+  EXPECT_TRUE(rep.consistent());
+  EXPECT_EQ(rep.stats().background_syncs > 0, c.expect_background) << rep.stats().background_syncs;
+  EXPECT_EQ(readAll(t.dst() / "ibdata1"), content);
+}
+
+INSTANTIATE_TEST_SUITE_P(Sizes, ReplicaBackgroundSync,
+                         ::testing::Values(DurableCase{"DurableSixMiB", true, 6u << 20, true},
+                                           DurableCase{"DurableOneMiB", true, 1u << 20,
+                                                       false},  // the batch end's fsync alone
+                                           DurableCase{"NotDurableSixMiB", false, 6u << 20, false}),
+                         [](const ::testing::TestParamInfo<DurableCase>& p) { return p.param.name; });
+
 }  // namespace
 }  // namespace ferry::sync
