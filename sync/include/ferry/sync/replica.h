@@ -46,7 +46,7 @@ struct ReplicaStats {
   std::uint64_t blocks_written = 0;
   std::uint64_t bytes_written = 0;
   std::uint64_t holes_punched = 0;
-  std::uint64_t refused = 0;  // messages refused (bad path, bad hash, out of order)
+  std::uint64_t refused = 0;           // messages refused (bad path, bad hash, out of order)
   std::uint64_t background_syncs = 0;  // fdatasyncs run while batches were still arriving
 };
 
