@@ -127,34 +127,43 @@ INSTANTIATE_TEST_SUITE_P(Errors, BackgroundSyncFailure,
                                            FailureCase{"QuotaExceeded", EDQUOT}),
                          [](const ::testing::TestParamInfo<FailureCase>& p) { return p.param.name; });
 
-TEST(BackgroundSync, ADrainGivesUpOnADiskThatDoesNotFinish) {
-  TempTrees t;
+// A BackgroundSync whose syncs wait at a gate, and one open file to sync. The gate opens
+// before the worker is joined, so a failed assertion cannot hang the test.
+struct Gated {
+  explicit Gated(std::chrono::milliseconds drain_timeout)
+      : bg(drain_timeout, [this](int f) { return gate.sync(f); }), fd(openFile(trees, "f")) {}
+  ~Gated() {
+    gate.open();
+    ::close(fd);
+  }
+  Gated(const Gated&) = delete;
+  Gated& operator=(const Gated&) = delete;
+  TempTrees trees;
   Gate gate;
-  BackgroundSync bg(50ms, [&](int fd) { return gate.sync(fd); });
-  int fd = openFile(t, "f");
-  bg.request(fd, "ibdata1");
-  Status s = bg.drain();
+  BackgroundSync bg;
+  int fd;
+};
+
+TEST(BackgroundSync, ADrainGivesUpOnADiskThatDoesNotFinish) {
+  Gated g(50ms);
+  g.bg.request(g.fd, "ibdata1");
+  Status s = g.bg.drain();
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().what.find("has not finished writing ibdata1"), std::string::npos) << s.error().what;
-  gate.open();
-  EXPECT_TRUE(bg.drain().ok());
-  EXPECT_EQ(bg.completed(), 1u);
-  ::close(fd);
+  g.gate.open();
+  EXPECT_TRUE(g.bg.drain().ok());
+  EXPECT_EQ(g.bg.completed(), 1u);
 }
 
 TEST(BackgroundSync, ARequestForAFileAlreadyWaitingIsMerged) {
-  TempTrees t;
-  Gate gate;
-  BackgroundSync bg(10s, [&](int fd) { return gate.sync(fd); });
-  int fd = openFile(t, "f");
-  bg.request(fd, "a");
-  gate.waitEntered(1);  // "a" is under way; the next ones wait
-  for (int i = 0; i < 3; ++i) bg.request(fd, "b");
-  bg.request(fd, "a");  // waiting is what merges, not "was seen before"
-  gate.open();
-  EXPECT_TRUE(bg.drain().ok());
-  EXPECT_EQ(bg.completed(), 3u);  // a, b (once), a
-  ::close(fd);
+  Gated g(10s);
+  g.bg.request(g.fd, "a");
+  g.gate.waitEntered(1);  // "a" is under way; the next ones wait
+  for (int i = 0; i < 3; ++i) g.bg.request(g.fd, "b");
+  g.bg.request(g.fd, "a");  // waiting is what merges, not "was seen before"
+  g.gate.open();
+  EXPECT_TRUE(g.bg.drain().ok());
+  EXPECT_EQ(g.bg.completed(), 3u);  // a, b (once), a
 }
 
 std::size_t openDescriptors() {
