@@ -41,15 +41,14 @@ void BackgroundSync::run() {
     if (stop_) return;
     Job job = std::move(queue_.front());
     queue_.pop_front();
-    busy_ = true;
-    busy_path_ = job.path;
+    syncing_ = job.path;
     lock.unlock();
     errno = 0;
     int rc = sync_(job.fd);
     int err = errno;
     ::close(job.fd);
     lock.lock();
-    busy_ = false;
+    syncing_.reset();
     ++completed_;
     if (rc != 0 && !failure_)
       failure_ =
@@ -61,9 +60,9 @@ void BackgroundSync::run() {
 
 Status BackgroundSync::drain() {
   std::unique_lock lock(mu_);
-  if (!idle_cv_.wait_for(lock, drain_timeout_, [&] { return queue_.empty() && !busy_; }))
+  if (!idle_cv_.wait_for(lock, drain_timeout_, [&] { return queue_.empty() && !syncing_; }))
     return makeError("the replica's disk has not finished writing " +
-                         (busy_ ? busy_path_ : queue_.front().path) + " in " +
+                         (syncing_ ? *syncing_ : queue_.front().path) + " in " +
                          std::to_string(drain_timeout_.count() / 1000) + " s",
                      "check the standby's disk: writes to it are not completing");
   if (!failure_) return okStatus();

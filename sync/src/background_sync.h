@@ -65,8 +65,7 @@ class BackgroundSync {
   std::condition_variable work_cv_;  // the worker waits here for jobs
   std::condition_variable idle_cv_;  // drain() waits here for the queue to empty
   std::deque<Job> queue_;
-  bool busy_ = false;  // the worker is inside an fdatasync
-  std::string busy_path_;
+  std::optional<std::string> syncing_;  // the path the worker is syncing now, if any
   bool stop_ = false;
   std::optional<Error> failure_;
   std::uint64_t completed_ = 0;
